@@ -1,0 +1,121 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/corral-cloud/corral/api/types"
+)
+
+var serverTable = table{
+	name: "servers", kind: "server", byName: false,
+	cols: []string{"id", "revision", "created_at", "updated_at", "name", "kind", "project_id", "flavor_id", "image_id",
+		"region_id", "zone_id", "aggregate_id", "desired_state", "state", "host_id", "node_id", "addresses", "fault", "launched_at"},
+	filters: map[string]string{
+		"region":    "region_id = ?",
+		"zone":      "zone_id = ?",
+		"aggregate": "aggregate_id = ?",
+		"kind":      "kind = ?",
+		"state":     "state = ?",
+		"project":   "project_id = ?",
+		"host":      "host_id = ?",
+		"name":      "name = ?",
+	},
+}
+
+// ServerRow is a stored server.
+type ServerRow struct {
+	rowMeta
+	Name         string        `db:"name"`
+	Kind         string        `db:"kind"`
+	ProjectID    string        `db:"project_id"`
+	FlavorID     string        `db:"flavor_id"`
+	ImageID      string        `db:"image_id"`
+	RegionID     string        `db:"region_id"`
+	ZoneID       string        `db:"zone_id"`
+	AggregateID  string        `db:"aggregate_id"`
+	DesiredState string        `db:"desired_state"`
+	State        string        `db:"state"`
+	HostID       string        `db:"host_id"`
+	NodeID       string        `db:"node_id"`
+	Addresses    string        `db:"addresses"`
+	Fault        string        `db:"fault"`
+	LaunchedAt   sql.NullInt64 `db:"launched_at"`
+}
+
+// API converts the row to its wire form.
+func (r ServerRow) API() types.Server {
+	out := types.Server{Meta: r.toAPI(), Name: r.Name, Kind: r.Kind, ProjectID: r.ProjectID, FlavorID: r.FlavorID,
+		ImageID: r.ImageID, RegionID: r.RegionID, ZoneID: r.ZoneID, AggregateID: r.AggregateID,
+		DesiredState: r.DesiredState, State: r.State, Fault: r.Fault, HostID: r.HostID, NodeID: r.NodeID,
+		Addresses: fromJSON[[]types.Address](r.Addresses)}
+	if out.Addresses == nil {
+		out.Addresses = []types.Address{}
+	}
+	if r.LaunchedAt.Valid {
+		t := fromMicros(r.LaunchedAt.Int64)
+		out.LaunchedAt = &t
+	}
+	return out
+}
+
+// CreateServer records a new server in state pending. The references are
+// IDs the caller has resolved; a reference deleted meanwhile fails with
+// ErrReferenced.
+func (s *Store) CreateServer(ctx context.Context, in types.Server) (types.Server, error) {
+	row := ServerRow{rowMeta: newMeta(prefixServer), Name: in.Name, Kind: in.Kind, ProjectID: in.ProjectID,
+		FlavorID: in.FlavorID, ImageID: in.ImageID, RegionID: in.RegionID, ZoneID: in.ZoneID, AggregateID: in.AggregateID,
+		DesiredState: in.DesiredState, State: types.ServerPending, Addresses: "[]"}
+	return row.API(), insertRow(ctx, s, s.w, serverTable, &row)
+}
+
+// GetServer finds a server by ID.
+func (s *Store) GetServer(ctx context.Context, id string) (types.Server, error) {
+	row, err := getRow[ServerRow](ctx, s, s.r, serverTable, id)
+	return row.API(), err
+}
+
+// ListServers returns a page of servers. Filters: region, zone, aggregate,
+// kind, state, project, host, name (all IDs or exact values).
+func (s *Store) ListServers(ctx context.Context, opts ListOptions) (types.List[types.Server], error) {
+	return listAPI(ctx, s, serverTable, opts, ServerRow.API)
+}
+
+// UpdateServer changes a server's name or desired state.
+func (s *Store) UpdateServer(ctx context.Context, id string, ifMatch int64, in types.ServerUpdate) (types.Server, error) {
+	row, err := updateRow(ctx, s, serverTable, id, ifMatch, func(r *ServerRow) error {
+		set(&r.Name, in.Name)
+		set(&r.DesiredState, in.DesiredState)
+		return nil
+	})
+	return row.API(), err
+}
+
+// SetServerState records a server's observed state and fault.
+func (s *Store) SetServerState(ctx context.Context, id, state, fault string) (types.Server, error) {
+	row, err := updateRow(ctx, s, serverTable, id, 0, func(r *ServerRow) error {
+		r.State, r.Fault = state, fault
+		if state == types.ServerActive && !r.LaunchedAt.Valid {
+			r.LaunchedAt = sql.NullInt64{Int64: micros(time.Now()), Valid: true}
+		}
+		return nil
+	})
+	return row.API(), err
+}
+
+// DeleteServer removes a server record.
+func (s *Store) DeleteServer(ctx context.Context, id string, ifMatch int64) (types.Server, error) {
+	row, err := deleteRow[ServerRow](ctx, s, serverTable, id, ifMatch)
+	return row.API(), err
+}
+
+// SetServerLocation records the host (VM) or node (bare metal) a server
+// runs on and moves it to scheduled. Placement calls it with its claim.
+func (s *Store) SetServerLocation(ctx context.Context, id, hostID, nodeID string) error {
+	_, err := updateRow(ctx, s, serverTable, id, 0, func(r *ServerRow) error {
+		r.HostID, r.NodeID, r.State = hostID, nodeID, types.ServerScheduled
+		return nil
+	})
+	return err
+}

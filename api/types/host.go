@@ -1,0 +1,81 @@
+package types
+
+import "time"
+
+// Host states.
+const (
+	HostUp          = "up"
+	HostDown        = "down"        // no heartbeat within the liveness limit
+	HostMaintenance = "maintenance" // set by an operator; nothing new is placed
+)
+
+// Inventory is what a host has, as its agent reports it.
+type Inventory struct {
+	CPUModel  string `json:"cpu_model,omitempty"`
+	CPUs      int64  `json:"cpus"`
+	NUMANodes int64  `json:"numa_nodes,omitempty"`
+	RAMMiB    int64  `json:"ram_mib"`
+	DiskGiB   int64  `json:"disk_gib"`
+	// Hugepages counts pages by size in KiB, e.g. {"2048": 512}.
+	Hugepages map[string]int64 `json:"hugepages,omitempty"`
+	NICs      []string         `json:"nics,omitempty"`
+}
+
+// Usage is what a host measures, sent with every heartbeat.
+type Usage struct {
+	MemFreeMiB  int64   `json:"mem_free_mib"`
+	Load1       float64 `json:"load1"`
+	DiskFreeGiB int64   `json:"disk_free_gib"`
+	// HugepagesFree counts free pages by size in KiB.
+	HugepagesFree map[string]int64 `json:"hugepages_free,omitempty"`
+	Guests        int64            `json:"guests"`
+}
+
+// Host is a compute host, created by its agent's registration.
+type Host struct {
+	Meta
+	Name         string    `json:"name"`
+	RegionID     string    `json:"region_id"`
+	ZoneID       string    `json:"zone_id"`
+	AggregateIDs []string  `json:"aggregate_ids"`
+	State        string    `json:"state"`
+	Inventory    Inventory `json:"inventory"`
+	// Capabilities are what the agent found the host can do, such as
+	// "kvm", "vhost_net", "hugepages", "cgroup_v2".
+	Capabilities  []string  `json:"capabilities"`
+	Usage         Usage     `json:"usage"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	AgentVersion  string    `json:"agent_version,omitempty"`
+}
+
+// HostRegister is sent by an agent when it starts. Registering an existing
+// name updates that host and issues a new agent credential. Region, Zone and
+// Aggregates are IDs or names.
+type HostRegister struct {
+	Name         string    `json:"name"`
+	Region       string    `json:"region"`
+	Zone         string    `json:"zone"`
+	Aggregates   []string  `json:"aggregates,omitempty"`
+	Inventory    Inventory `json:"inventory"`
+	Capabilities []string  `json:"capabilities,omitempty"`
+	AgentVersion string    `json:"agent_version,omitempty"`
+}
+
+// HostRegistration is the answer to a registration: the host and the
+// host-scoped token the agent uses from then on.
+type HostRegistration struct {
+	Host  Host   `json:"host"`
+	Token string `json:"token"`
+}
+
+// Heartbeat is sent by an agent every few seconds.
+type Heartbeat struct {
+	Usage Usage `json:"usage"`
+}
+
+// HostUpdate changes the fields that are set. State may be set to
+// "maintenance" or back to "up".
+type HostUpdate struct {
+	State      *string   `json:"state,omitempty"`
+	Aggregates *[]string `json:"aggregates,omitempty"`
+}

@@ -1,0 +1,74 @@
+package types
+
+import "time"
+
+// Server states. A server is created "pending"; placement moves it on.
+const (
+	ServerPending   = "pending"
+	ServerScheduled = "scheduled"
+	ServerBuilding  = "building"
+	ServerActive    = "active"
+	ServerStopped   = "stopped"
+	ServerDeleting  = "deleting"
+	ServerError     = "error"
+)
+
+// Desired states a user may ask for.
+const (
+	DesiredActive  = "active"
+	DesiredStopped = "stopped"
+)
+
+// Address is an IP address of a server.
+type Address struct {
+	Network string `json:"network,omitempty"`
+	IP      string `json:"ip"`
+	MAC     string `json:"mac,omitempty"`
+}
+
+// Server is a VM or a bare-metal machine: one resource for both kinds.
+type Server struct {
+	Meta
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	ProjectID string `json:"project_id"`
+	FlavorID  string `json:"flavor_id"`
+	ImageID   string `json:"image_id"`
+	// RegionID, ZoneID and AggregateID are what the request asked for,
+	// and once placed, where the server is.
+	RegionID    string `json:"region_id,omitempty"`
+	ZoneID      string `json:"zone_id,omitempty"`
+	AggregateID string `json:"aggregate_id,omitempty"`
+	// DesiredState is what the user wants: "active" or "stopped".
+	DesiredState string `json:"desired_state"`
+	// State is what corrald observes.
+	State string `json:"state"`
+	// Fault says why State is "error".
+	Fault     string    `json:"fault,omitempty"`
+	HostID    string    `json:"host_id,omitempty"`
+	NodeID    string    `json:"node_id,omitempty"`
+	Addresses []Address `json:"addresses"`
+	// LaunchedAt is when the server first became active.
+	LaunchedAt *time.Time `json:"launched_at,omitempty"`
+}
+
+// ServerCreate creates a server. Project, Flavor, Image, Region, Zone and
+// Aggregate are IDs or names. A member's server always goes to the member's
+// project.
+type ServerCreate struct {
+	Name         string `json:"name"`
+	Kind         string `json:"kind"`
+	Project      string `json:"project,omitempty"`
+	Flavor       string `json:"flavor"`
+	Image        string `json:"image"`
+	Region       string `json:"region,omitempty"`
+	Zone         string `json:"zone,omitempty"`
+	Aggregate    string `json:"aggregate,omitempty"`
+	DesiredState string `json:"desired_state,omitempty"`
+}
+
+// ServerUpdate changes the fields that are set.
+type ServerUpdate struct {
+	Name         *string `json:"name,omitempty"`
+	DesiredState *string `json:"desired_state,omitempty"`
+}
