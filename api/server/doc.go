@@ -1,0 +1,11 @@
+// Package server is corrald's REST API: echo routes and handlers under /v1,
+// one file per resource. Handlers decode and validate the request, call the
+// store, and encode the answer; every error leaves as the one JSON shape of
+// api/types.Error, with the status that its code maps to.
+//
+// Middleware runs in this order, outermost first, and the order matters:
+// recover (a panic is a 500, not a dead process) → request ID → metrics (so
+// every answer is counted, errors too) → authentication (who is calling) →
+// audit (needs the caller; records the final status) → idempotency (needs
+// the caller to scope keys, and runs inside audit so a replay is audited).
+package server

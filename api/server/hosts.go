@@ -1,0 +1,154 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/corral-cloud/corral/api/store"
+	"github.com/corral-cloud/corral/api/types"
+	"github.com/labstack/echo/v4"
+)
+
+func (s *Server) hostRoutes(g *echo.Group) {
+	g.POST("/hosts/register", s.registerHost)
+	g.POST("/hosts/:id/heartbeat", s.heartbeat)
+	g.GET("/hosts", func(c echo.Context) error {
+		if err := allow(c, infraReaders...); err != nil {
+			return err
+		}
+		opts, err := listOptions(c, map[string]func(string) (string, error){
+			"region": s.regionID(c), "zone": s.zoneID(c), "aggregate": s.aggregateID(c), "state": nil,
+		})
+		if err != nil {
+			return err
+		}
+		l, err := s.store.ListHosts(c.Request().Context(), opts)
+		return listJSON(c, l, err)
+	})
+	g.GET("/hosts/:id", func(c echo.Context) error {
+		if err := allow(c, types.RoleAdmin, types.RoleReader, types.RoleAgent); err != nil {
+			return err
+		}
+		h, err := s.store.GetHost(c.Request().Context(), c.Param("id"))
+		if err == nil {
+			if p := principalOf(c); p.Role == types.RoleAgent && p.HostID != h.ID {
+				return notFound("host", c.Param("id"))
+			}
+		}
+		return found(c, h.Revision, h, err)
+	})
+	g.PATCH("/hosts/:id", func(c echo.Context) error {
+		var in types.HostUpdate
+		rev, err := s.prepareUpdate(c, &in)
+		if err != nil {
+			return err
+		}
+		if in.State != nil {
+			if err := checkOneOf("state", *in.State, types.HostUp, types.HostMaintenance); err != nil {
+				return err
+			}
+		}
+		var aggs *[]string
+		if in.Aggregates != nil {
+			ids, err := s.resolveAggregates(c, *in.Aggregates)
+			if err != nil {
+				return err
+			}
+			aggs = &ids
+		}
+		h, err := s.store.UpdateHost(c.Request().Context(), c.Param("id"), rev, in.State, aggs)
+		return found(c, h.Revision, h, err)
+	})
+	g.DELETE("/hosts/:id", s.deleteHandler(func(c echo.Context, id string, rev int64) error {
+		return s.store.DeleteHost(c.Request().Context(), id, rev)
+	}))
+}
+
+func (s *Server) resolveAggregates(c echo.Context, names []string) ([]string, error) {
+	ids := make([]string, 0, len(names))
+	seen := map[string]bool{}
+	for _, n := range names {
+		a, err := s.store.GetAggregate(c.Request().Context(), n)
+		if err != nil {
+			return nil, refError("aggregates", err)
+		}
+		if !seen[a.ID] {
+			ids = append(ids, a.ID)
+			seen[a.ID] = true
+		}
+	}
+	return ids, nil
+}
+
+// registerHost creates or refreshes a host from its agent and returns a new
+// host-scoped agent token.
+func (s *Server) registerHost(c echo.Context) error {
+	if err := allow(c, types.RoleAdmin, types.RoleRegistrar); err != nil {
+		return err
+	}
+	var in types.HostRegister
+	if err := s.decode(c, &in); err != nil {
+		return err
+	}
+	if err := first(checkName("name", in.Name, maxHostNameLen),
+		checkRange("inventory.cpus", in.Inventory.CPUs, 1, maxVCPUs),
+		checkRange("inventory.ram_mib", in.Inventory.RAMMiB, 1, maxRAMMiB),
+		checkRange("inventory.disk_gib", in.Inventory.DiskGiB, 0, maxDiskGiB)); err != nil {
+		return err
+	}
+	for size, n := range in.Inventory.Hugepages {
+		if n < 0 {
+			return types.FieldError("inventory.hugepages", "%s: negative page count %d", size, n)
+		}
+	}
+	if in.Region == "" {
+		return types.FieldError("region", "is required")
+	}
+	if in.Zone == "" {
+		return types.FieldError("zone", "is required")
+	}
+	ctx := c.Request().Context()
+	region, err := s.store.GetRegion(ctx, in.Region)
+	if err != nil {
+		return refError("region", err)
+	}
+	zone, err := s.store.GetZone(ctx, in.Zone)
+	if err != nil {
+		return refError("zone", err)
+	}
+	if zone.RegionID != region.ID {
+		return types.FieldError("zone", "zone %s is in region %s, not %s", zone.Name, zone.RegionID, region.Name)
+	}
+	aggs, err := s.resolveAggregates(c, in.Aggregates)
+	if err != nil {
+		return err
+	}
+	h, token, err := s.store.RegisterHost(ctx, in, store.HostPlacement{RegionID: region.ID, ZoneID: zone.ID, AggregateIDs: aggs})
+	if err != nil {
+		return err
+	}
+	setResource(c, h.ID)
+	return object(c, http.StatusOK, h.Revision, types.HostRegistration{Host: h, Token: token})
+}
+
+// heartbeat records an agent's measured usage. Only the host's own agent
+// (or an admin) may send it.
+func (s *Server) heartbeat(c echo.Context) error {
+	if err := allow(c, types.RoleAdmin, types.RoleAgent); err != nil {
+		return err
+	}
+	p := principalOf(c)
+	if p.Role == types.RoleAgent && p.HostID != c.Param("id") {
+		return types.Errorf(types.CodeForbidden, "an agent may only send heartbeats for its own host")
+	}
+	var in types.Heartbeat
+	if err := s.decode(c, &in); err != nil {
+		return err
+	}
+	if in.Usage.MemFreeMiB < 0 || in.Usage.DiskFreeGiB < 0 || in.Usage.Guests < 0 || in.Usage.Load1 < 0 {
+		return types.FieldError("usage", "counters must not be negative")
+	}
+	if err := s.store.Heartbeat(c.Request().Context(), c.Param("id"), in.Usage, s.now()); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

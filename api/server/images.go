@@ -1,0 +1,129 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/corral-cloud/corral/api/types"
+	"github.com/labstack/echo/v4"
+)
+
+func (s *Server) imageRoutes(g *echo.Group) {
+	g.POST("/images", func(c echo.Context) error {
+		if err := allow(c, adminOnly...); err != nil {
+			return err
+		}
+		var in types.ImageCreate
+		if err := s.decode(c, &in); err != nil {
+			return err
+		}
+		if err := first(checkName("name", in.Name, maxNameLen), checkOneOf("disk_format", in.DiskFormat, "qcow2", "raw"),
+			checkRange("min_disk_gib", in.MinDiskGiB, 0, maxDiskGiB), checkDescription(in.Description)); err != nil {
+			return err
+		}
+		img, err := s.store.CreateImage(c.Request().Context(), in)
+		return created(c, img.ID, img.Revision, img, err)
+	})
+	g.GET("/images", func(c echo.Context) error {
+		if err := allow(c, catalogRead...); err != nil {
+			return err
+		}
+		opts, err := listOptions(c, map[string]func(string) (string, error){"status": nil})
+		if err != nil {
+			return err
+		}
+		l, err := s.store.ListImages(c.Request().Context(), opts)
+		return listJSON(c, l, err)
+	})
+	g.GET("/images/:id", func(c echo.Context) error {
+		if err := allow(c, catalogRead...); err != nil {
+			return err
+		}
+		img, err := s.store.GetImage(c.Request().Context(), c.Param("id"))
+		return found(c, img.Revision, img, err)
+	})
+	g.PATCH("/images/:id", func(c echo.Context) error {
+		var in types.ImageUpdate
+		rev, err := s.prepareUpdate(c, &in)
+		if err != nil {
+			return err
+		}
+		if in.Name != nil {
+			if err := checkName("name", *in.Name, maxNameLen); err != nil {
+				return err
+			}
+		}
+		if in.MinDiskGiB != nil {
+			if err := checkRange("min_disk_gib", *in.MinDiskGiB, 0, maxDiskGiB); err != nil {
+				return err
+			}
+		}
+		img, err := s.store.UpdateImage(c.Request().Context(), c.Param("id"), rev, in)
+		return found(c, img.Revision, img, err)
+	})
+	g.DELETE("/images/:id", s.deleteHandler(func(c echo.Context, id string, rev int64) error {
+		img, err := s.store.DeleteImage(c.Request().Context(), id, rev)
+		if err != nil {
+			return err
+		}
+		if err := s.images.remove(img.ID); err != nil {
+			s.log.Error("remove image data", "image", img.ID, "error", err)
+		}
+		return nil
+	}))
+	g.PUT("/images/:id/file", s.uploadImage)
+	g.GET("/images/:id/file", s.downloadImage)
+}
+
+// uploadImage streams the request body into the image store. An image's
+// data is written once: an active image is immutable (its checksum is what
+// hosts verify their cached copies against).
+func (s *Server) uploadImage(c echo.Context) error {
+	if err := allow(c, adminOnly...); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	img, err := s.store.GetImage(ctx, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	setResource(c, img.ID)
+	if img.Status != types.ImageQueued {
+		return types.Errorf(types.CodeConflict, "image %s already has data (sha256 %s); create a new image", img.ID, img.SHA256)
+	}
+	size, sum, err := s.images.put(img.ID, c.Request().Body, s.cfg.MaxImageBytes)
+	if errors.Is(err, errTooLarge) {
+		return types.Errorf(types.CodeBodyTooLarge, "image is over the %d-byte limit", s.cfg.MaxImageBytes).
+			WithDetail("limit", s.cfg.MaxImageBytes)
+	}
+	if err != nil {
+		return err
+	}
+	img, err = s.store.SetImageData(ctx, img.ID, size, sum)
+	if err != nil {
+		s.images.remove(img.ID)
+		return err
+	}
+	return object(c, http.StatusOK, img.Revision, img)
+}
+
+// downloadImage serves an active image's data, with ranges, and its digest
+// in the X-Checksum-Sha256 header.
+func (s *Server) downloadImage(c echo.Context) error {
+	if err := allow(c, catalogRead...); err != nil {
+		return err
+	}
+	img, err := s.store.GetImage(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if img.Status != types.ImageActive {
+		return types.Errorf(types.CodeImageNotActive, "image %s has no data yet", img.ID)
+	}
+	p, err := s.images.path(img.ID)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("X-Checksum-Sha256", img.SHA256)
+	return c.File(p)
+}

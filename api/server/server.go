@@ -1,0 +1,253 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corral-cloud/corral/api/store"
+	"github.com/corral-cloud/corral/api/types"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Store is where state lives. Required.
+	Store *store.Store
+	// ImageDir holds uploaded image data. Required.
+	ImageDir string
+	// Logger receives errors and background-loop messages.
+	Logger *slog.Logger
+	// MaxBodyBytes bounds JSON bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxImageBytes bounds an image upload; 0 means 64 GiB.
+	MaxImageBytes int64
+	// Registry collects metrics; nil makes a new one.
+	Registry *prometheus.Registry
+	// Now is the clock; nil means time.Now. Tests move it.
+	Now func() time.Time
+	// HostDownAfter marks a host down when its heartbeat is older; 0 means 30 s.
+	HostDownAfter time.Duration
+	// TokenPurgeGrace keeps expired tokens this long (so callers see
+	// "token expired" rather than "unknown token") before purging them.
+	TokenPurgeGrace time.Duration
+}
+
+// Server is corrald's HTTP API.
+type Server struct {
+	cfg     Config
+	store   *store.Store
+	images  *imageStore
+	log     *slog.Logger
+	echo    *echo.Echo
+	metrics *metrics
+	reg     *prometheus.Registry
+}
+
+// New builds the API and its routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxImageBytes == 0 {
+		cfg.MaxImageBytes = 64 << 30
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.HostDownAfter == 0 {
+		cfg.HostDownAfter = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	images, err := newImageStore(cfg.ImageDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, images: images, log: cfg.Logger, reg: cfg.Registry}
+	s.metrics = newMetrics(cfg.Registry)
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.Recover(), middleware.RequestID(), s.observe, s.authenticate, s.audit, s.idempotency)
+	s.echo = e
+	s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler of the API.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
+
+func (s *Server) routes() {
+	e := s.echo
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+
+	v1 := e.Group("/v1")
+	s.regionRoutes(v1)
+	s.zoneRoutes(v1)
+	s.aggregateRoutes(v1)
+	s.hostRoutes(v1)
+	s.flavorRoutes(v1)
+	s.imageRoutes(v1)
+	s.projectRoutes(v1)
+	s.serverRoutes(v1)
+	s.tokenRoutes(v1)
+	v1.GET("/audit", s.listAudit)
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 when the store answers and its schema is current.
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		return types.Errorf(types.CodeUnavailable, "store unreachable: %v", err)
+	}
+	v, err := s.store.SchemaVersion(ctx)
+	if err != nil {
+		return types.Errorf(types.CodeUnavailable, "read schema version: %v", err)
+	}
+	if v != store.LatestVersion {
+		return types.Errorf(types.CodeUnavailable, "schema version %d, want %d", v, store.LatestVersion)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "schema_version": v, "store": s.store.Dialect()})
+}
+
+// RunMaintenance runs the background loops until ctx ends: it marks hosts
+// without a recent heartbeat down, and purges expired tokens (an operator's
+// database once filled with them) and old idempotency keys.
+func (s *Server) RunMaintenance(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		s.MaintainOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// MaintainOnce runs one pass of the background loops.
+func (s *Server) MaintainOnce(ctx context.Context) {
+	now := s.now()
+	if n, err := s.store.MarkStaleHostsDown(ctx, now.Add(-s.cfg.HostDownAfter)); err != nil {
+		s.log.Error("mark stale hosts down", "error", err)
+	} else if n > 0 {
+		s.log.Warn("hosts marked down: no heartbeat", "count", n, "after", s.cfg.HostDownAfter)
+	}
+	if n, err := s.store.PurgeExpiredTokens(ctx, now.Add(-s.cfg.TokenPurgeGrace)); err != nil {
+		s.log.Error("purge expired tokens", "error", err)
+	} else if n > 0 {
+		s.log.Info("purged expired tokens", "count", n)
+	}
+	if _, err := s.store.PurgeIdempotencyKeys(ctx, now.Add(-24*time.Hour)); err != nil {
+		s.log.Error("purge idempotency keys", "error", err)
+	}
+}
+
+// Paging.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// listOptions reads limit, cursor and the allowed filters from the query.
+// Unknown parameters are refused, so a typo never silently lists everything.
+// resolve, when set, turns a filter value (a name) into an ID.
+func listOptions(c echo.Context, allowed map[string]func(string) (string, error)) (store.ListOptions, error) {
+	opts := store.ListOptions{Limit: defaultLimit, Filters: map[string]string{}}
+	for k, vs := range c.QueryParams() {
+		v := vs[0]
+		switch k {
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > maxLimit {
+				return opts, types.FieldError("limit", "must be an integer from 1 to %d", maxLimit)
+			}
+			opts.Limit = n
+		case "cursor":
+			b, err := base64.RawURLEncoding.DecodeString(v)
+			if err != nil || !strings.Contains(string(b), "-") {
+				return opts, types.FieldError("cursor", "not a cursor returned by this API")
+			}
+			opts.After = string(b)
+		default:
+			resolve, ok := allowed[k]
+			if !ok {
+				return opts, types.FieldError(k, "unknown query parameter").WithDetail("allowed", keys(allowed))
+			}
+			if resolve != nil {
+				id, err := resolve(v)
+				if err != nil {
+					return opts, refError(k, err)
+				}
+				v = id
+			}
+			opts.Filters[k] = v
+		}
+	}
+	return opts, nil
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m)+2)
+	for k := range m {
+		out = append(out, k)
+	}
+	return append(out, "limit", "cursor")
+}
+
+// listJSON encodes a page, turning the store's next ID into a cursor.
+func listJSON[T any](c echo.Context, l types.List[T], err error) error {
+	if err != nil {
+		return err
+	}
+	if l.NextCursor != "" {
+		l.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(l.NextCursor))
+	}
+	if l.Items == nil {
+		l.Items = []T{}
+	}
+	return c.JSON(http.StatusOK, l)
+}
+
+// ifMatch reads the If-Match header: a revision, quoted or not; 0 if absent.
+func ifMatch(c echo.Context) (int64, error) {
+	h := c.Request().Header.Get("If-Match")
+	if h == "" || h == "*" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(h, "W/"), `"`), 10, 64)
+	if err != nil || n < 1 {
+		return 0, types.FieldError("If-Match", "must be a revision number such as \"3\"")
+	}
+	return n, nil
+}
+
+// object writes one object with its revision as ETag.
+func object(c echo.Context, status int, revision int64, v any) error {
+	if revision > 0 {
+		c.Response().Header().Set("ETag", strconv.Quote(strconv.FormatInt(revision, 10)))
+	}
+	return c.JSON(status, v)
+}

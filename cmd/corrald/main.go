@@ -1,0 +1,155 @@
+// Command corrald is Corral's control plane: the REST API over the store,
+// and the background loops.
+//
+//	corrald --data-dir /var/lib/corral                 # embedded SQLite
+//	corrald --postgres-dsn postgres://…                # several replicas
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/corral-cloud/corral/api/server"
+	"github.com/corral-cloud/corral/api/store"
+	"github.com/corral-cloud/corral/api/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "corrald:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	listen, dataDir, postgresDSN, tlsCert, tlsKey, tokenFile, logLevel string
+	hostDownAfter, maintenanceEvery, tokenGrace                         time.Duration
+	maxBody                                                             int64
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("corrald", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8440", "address to serve the API on")
+	fs.StringVar(&o.dataDir, "data-dir", "/var/lib/corral", "directory for the SQLite database, image data and the bootstrap token")
+	fs.StringVar(&o.postgresDSN, "postgres-dsn", os.Getenv("CORRAL_POSTGRES_DSN"), "PostgreSQL DSN; when set, state lives there instead of SQLite (env CORRAL_POSTGRES_DSN)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (serve HTTPS with --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
+	fs.StringVar(&o.tokenFile, "bootstrap-token-file", "", "where to write the first admin token (default <data-dir>/admin-token)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&o.hostDownAfter, "host-down-after", 30*time.Second, "mark a host down when its last heartbeat is older")
+	fs.DurationVar(&o.maintenanceEvery, "maintenance-interval", 10*time.Second, "how often the background loops run")
+	fs.DurationVar(&o.tokenGrace, "expired-token-grace", 24*time.Hour, "keep expired tokens this long before purging them")
+	fs.Int64Var(&o.maxBody, "max-body-bytes", server.DefaultMaxBodyBytes, "largest JSON request body")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return o, errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.tokenFile == "" {
+		o.tokenFile = filepath.Join(o.dataDir, "admin-token")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, store.Config{PostgresDSN: o.postgresDSN, SQLitePath: filepath.Join(o.dataDir, "corral.db"), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if st.BackupPath != "" {
+		log.Warn("database migrated; the copy from before is kept", "backup", st.BackupPath)
+	}
+	if err := bootstrap(ctx, st, o.tokenFile, log); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api, err := server.New(server.Config{Store: st, ImageDir: filepath.Join(o.dataDir, "images"), Logger: log,
+		MaxBodyBytes: o.maxBody, Registry: reg, HostDownAfter: o.hostDownAfter, TokenPurgeGrace: o.tokenGrace})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("load TLS key pair: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	go api.RunMaintenance(ctx, o.maintenanceEvery)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("corrald serving", "addr", ln.Addr().String(), "store", st.Dialect(), "tls", o.tlsCert != "")
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutCtx)
+}
+
+// bootstrap creates the first admin token when the store has none, writes
+// it to tokenFile (mode 0600) and says where. It never expires; revoke it
+// once other admins exist.
+func bootstrap(ctx context.Context, st *store.Store, tokenFile string, log *slog.Logger) error {
+	n, err := st.CountTokens(ctx, types.RoleAdmin)
+	if err != nil {
+		return fmt.Errorf("count admin tokens: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	_, secret, err := st.CreateToken(ctx, types.Token{Name: "bootstrap-admin", Role: types.RoleAdmin}, nil)
+	if err != nil {
+		return fmt.Errorf("create bootstrap admin token: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(tokenFile), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(tokenFile, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write bootstrap admin token: %w", err)
+	}
+	log.Warn("created the bootstrap admin token", "file", tokenFile)
+	return nil
+}
