@@ -28,10 +28,15 @@ type Client struct {
 }
 
 // New returns a client for endpoint (e.g. "http://127.0.0.1:8440") that
-// authenticates with token. A nil httpClient means one with a 60 s timeout.
+// authenticates with token. A nil httpClient means one that waits at most
+// 60 s for an answer's headers but never cuts off a long body (an image
+// download); bound whole calls with the context.
 func New(endpoint, token string, httpClient *http.Client) *Client {
 	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 60 * time.Second}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.ResponseHeaderTimeout = 60 * time.Second
+		tr.MaxIdleConnsPerHost = 16
+		httpClient = &http.Client{Transport: tr}
 	}
 	return &Client{endpoint: strings.TrimRight(endpoint, "/"), token: token, http: httpClient, UserAgent: "corral-client"}
 }

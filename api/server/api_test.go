@@ -460,7 +460,7 @@ func TestAgents(t *testing.T) {
 	e.catalogue()
 	registrar := e.token(types.RoleRegistrar, "")
 	reg := types.HostRegister{Name: "hv1", Region: "dc1", Zone: "rack1", Aggregates: []string{"gen10"},
-		Inventory: types.Inventory{CPUs: 32, RAMMiB: 262144, DiskGiB: 2000, Hugepages: map[string]int64{"2048": 4096}},
+		Inventory:    types.Inventory{CPUs: 32, RAMMiB: 262144, DiskGiB: 2000, Hugepages: map[string]int64{"2048": 4096}},
 		Capabilities: []string{"kvm", "hugepages"}}
 	var out types.HostRegistration
 	if r := e.call(registrar, "POST", "/v1/hosts/register", reg); r.status != 200 {

@@ -401,3 +401,10 @@ func (s *Server) projectID(c echo.Context) func(string) (string, error) {
 		return p.ID, err
 	}
 }
+
+func (s *Server) hostID(c echo.Context) func(string) (string, error) {
+	return func(v string) (string, error) {
+		h, err := s.store.GetHost(c.Request().Context(), v)
+		return h.ID, err
+	}
+}

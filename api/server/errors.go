@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -60,6 +61,11 @@ func apiError(err error) (*types.Error, bool) {
 		}
 	}
 	switch {
+	case errors.Is(err, context.Canceled):
+		// The caller went away; nobody reads this answer.
+		return types.Errorf(types.CodeCanceled, "request canceled by the client"), false
+	case errors.Is(err, context.DeadlineExceeded):
+		return types.Errorf(types.CodeUnavailable, "the store did not answer in time"), true
 	case errors.Is(err, store.ErrNotFound):
 		return types.Errorf(types.CodeNotFound, "%v", err), false
 	case errors.Is(err, store.ErrExists):

@@ -177,6 +177,9 @@ const (
 func listOptions(c echo.Context, allowed map[string]func(string) (string, error)) (store.ListOptions, error) {
 	opts := store.ListOptions{Limit: defaultLimit, Filters: map[string]string{}}
 	for k, vs := range c.QueryParams() {
+		if len(vs) > 1 {
+			return opts, types.FieldError(k, "given %d times; give it once", len(vs))
+		}
 		v := vs[0]
 		switch k {
 		case "limit":

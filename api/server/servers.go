@@ -118,7 +118,7 @@ func (s *Server) listServers(c echo.Context) error {
 	}
 	opts, err := listOptions(c, map[string]func(string) (string, error){
 		"region": s.regionID(c), "zone": s.zoneID(c), "aggregate": s.aggregateID(c), "project": s.projectID(c),
-		"kind": nil, "state": nil, "host": nil, "name": nil,
+		"kind": nil, "state": nil, "host": s.hostID(c), "name": nil,
 	})
 	if err != nil {
 		return err

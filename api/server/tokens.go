@@ -20,7 +20,7 @@ func (s *Server) tokenRoutes(g *echo.Group) {
 		if err := allow(c, adminOnly...); err != nil {
 			return err
 		}
-		opts, err := listOptions(c, map[string]func(string) (string, error){"role": nil, "project": s.projectID(c), "host": nil})
+		opts, err := listOptions(c, map[string]func(string) (string, error){"role": nil, "project": s.projectID(c), "host": s.hostID(c)})
 		if err != nil {
 			return err
 		}

@@ -52,7 +52,7 @@ var (
 	projectTable = table{
 		name: "projects", kind: "project", byName: true,
 		filters: map[string]string{"id": "id = ?"},
-		cols: []string{"id", "revision", "created_at", "updated_at", "name", "description"},
+		cols:    []string{"id", "revision", "created_at", "updated_at", "name", "description"},
 		usedBy: []usage{
 			{kind: "server", table: "servers", where: "project_id = ?"},
 			{kind: "token", table: "tokens", where: "project_id = ?"},

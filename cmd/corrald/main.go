@@ -39,8 +39,8 @@ func main() {
 
 type options struct {
 	listen, dataDir, postgresDSN, tlsCert, tlsKey, tokenFile, logLevel string
-	hostDownAfter, maintenanceEvery, tokenGrace                         time.Duration
-	maxBody                                                             int64
+	hostDownAfter, maintenanceEvery, tokenGrace                        time.Duration
+	maxBody                                                            int64
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/corral-cloud/corral/api/client"
+	"github.com/corral-cloud/corral/api/types"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// lookup says how an object named on the command line is found.
+type lookup int
+
+const (
+	// byAPI: corrald accepts an ID or a name in the object's path.
+	byAPI lookup = iota
+	// byNameFilter: the path takes only IDs; a name is found with the
+	// list filter "name".
+	byNameFilter
+	// byScan: the path takes only IDs and the list cannot filter by name;
+	// a name is found by listing every object.
+	byScan
+)
+
+// kind describes one resource of the API to the generic commands. T is
+// its wire type, decoded only to fill table rows: JSON output and "key:
+// value" lines work from the API's JSON.
+type kind[T any] struct {
+	name    string // singular, as in messages: "server"
+	plural  string // "servers"
+	path    string // the collection: "/v1/servers"
+	lookup  lookup
+	headers []string
+	row     func(T) []string
+	filters []filter
+}
+
+// filter is a list filter: a flag that sets a query parameter.
+type filter struct {
+	flag, param, usage string
+	// host marks a filter that takes a host ID: corralctl resolves a
+	// host name first, as corrald does not for this parameter.
+	host bool
+}
+
+// rows decodes items and renders them as table rows.
+func (k *kind[T]) rows(items []json.RawMessage) ([][]string, error) {
+	rows := make([][]string, 0, len(items))
+	for _, raw := range items {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, fmt.Errorf("read %s: %w", k.name, err)
+		}
+		rows = append(rows, k.row(v))
+	}
+	return rows, nil
+}
+
+// printList prints items as a table, or as one JSON array.
+func printList[T any](a *app, k *kind[T], items []json.RawMessage) error {
+	if a.output == formatJSON {
+		return writeJSONItems(a.stdout, items)
+	}
+	rows, err := k.rows(items)
+	if err != nil {
+		return err
+	}
+	return writeTable(a.stdout, k.headers, rows)
+}
+
+// listCommand is "<kind> list" with the kind's filters, --limit, --cursor
+// and --all.
+func listCommand[T any](a *app, k *kind[T]) *cobra.Command {
+	cmd := &cobra.Command{Use: "list", Short: "List " + k.plural, Args: cobra.NoArgs}
+	values := make([]string, len(k.filters))
+	for i, f := range k.filters {
+		cmd.Flags().StringVar(&values[i], f.flag, "", f.usage)
+	}
+	var limit int
+	var cursor string
+	var all bool
+	cmd.Flags().IntVar(&limit, "limit", 0, "objects per page (1 to 1000; default corrald's, 100)")
+	cmd.Flags().StringVar(&cursor, "cursor", "", "start at this cursor, printed after a page that has more")
+	cmd.Flags().BoolVar(&all, "all", false, "follow cursors and list every page")
+	cmd.RunE = a.action(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+		q := url.Values{}
+		for i, f := range k.filters {
+			if !cmd.Flags().Changed(f.flag) {
+				continue
+			}
+			v := values[i]
+			if f.host {
+				id, err := a.hostID(ctx, v)
+				if err != nil {
+					return err
+				}
+				v = id
+			}
+			q.Set(f.param, v)
+		}
+		if cmd.Flags().Changed("limit") {
+			if limit < 1 {
+				return usagef("--limit %d: must be at least 1", limit)
+			}
+			q.Set("limit", strconv.Itoa(limit))
+		}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		items, next, err := a.api.list(ctx, k.path, q, all)
+		if err != nil {
+			return err
+		}
+		if err := printList(a, k, items); err != nil {
+			return err
+		}
+		if next != "" {
+			a.notef("more %s: add --cursor %s for the next page, or --all", k.plural, next)
+		}
+		return nil
+	})
+	return cmd
+}
+
+// showCommand is "<kind> show ID|NAME".
+func showCommand[T any](a *app, k *kind[T]) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID|NAME",
+		Short: "Show a " + k.name,
+		Args:  cobra.ExactArgs(1),
+		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
+			raw, err := fetch(ctx, a, k, args[0])
+			if err != nil {
+				return err
+			}
+			return a.printObject(raw)
+		}),
+	}
+}
+
+// deleteCommand is "<kind> delete ID|NAME...". It deletes each object in
+// turn, reports each failure and goes on with the next.
+func deleteCommand[T any](a *app, k *kind[T], conditional bool) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "delete ID|NAME...",
+		Short: "Delete " + k.plural,
+		Args:  cobra.MinimumNArgs(1),
+	}
+	var ifMatch int64
+	if conditional {
+		cmd.Flags().Int64Var(&ifMatch, "if-match", 0, "delete only at this revision (one object only)")
+	}
+	cmd.RunE = a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
+		if ifMatch != 0 && len(args) > 1 {
+			return usagef("--if-match applies to one object, not %d", len(args))
+		}
+		failed := false
+		for _, arg := range args {
+			id, err := resolveID(ctx, a, k, arg)
+			if err == nil {
+				err = a.api.delete(ctx, objectPath(k.path, id), ifMatch)
+			}
+			if err != nil {
+				printError(a.stderr, err)
+				failed = true
+				continue
+			}
+			if a.output == formatTable {
+				fmt.Fprintf(a.stdout, "deleted %s %s\n", k.name, arg)
+			}
+		}
+		if failed {
+			return errReported
+		}
+		return nil
+	})
+	return cmd
+}
+
+// fetch gets the object named arg (an ID or a name).
+func fetch[T any](ctx context.Context, a *app, k *kind[T], arg string) (json.RawMessage, error) {
+	raw, err := a.api.get(ctx, objectPath(k.path, arg))
+	if err == nil || k.lookup == byAPI || client.Code(err) != types.CodeNotFound {
+		return raw, err
+	}
+	id, ferr := findByName(ctx, a, k, arg)
+	if ferr != nil {
+		return nil, ferr
+	}
+	if id == "" {
+		return nil, err // the answer for the path: not found
+	}
+	return a.api.get(ctx, objectPath(k.path, id))
+}
+
+// resolveID returns what to put in the path of the object named arg: arg
+// itself when corrald resolves names, else the ID found for it.
+func resolveID[T any](ctx context.Context, a *app, k *kind[T], arg string) (string, error) {
+	if k.lookup == byAPI {
+		return arg, nil
+	}
+	raw, err := fetch(ctx, a, k, arg)
+	if err != nil {
+		return "", err
+	}
+	var m types.Meta
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return "", fmt.Errorf("read %s: %w", k.name, err)
+	}
+	return m.ID, nil
+}
+
+// findByName returns the ID of the one object called name, "" when there
+// is none, and an invalid_argument error when several share the name.
+func findByName[T any](ctx context.Context, a *app, k *kind[T], name string) (string, error) {
+	q := url.Values{}
+	if k.lookup == byNameFilter {
+		q.Set("name", name)
+	}
+	items, _, err := a.api.list(ctx, k.path, q, true)
+	if err != nil {
+		return "", err
+	}
+	var ids []string
+	for _, raw := range items {
+		var o struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(raw, &o); err != nil {
+			return "", fmt.Errorf("read %s: %w", k.name, err)
+		}
+		if o.Name == name {
+			ids = append(ids, o.ID)
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return "", nil
+	case 1:
+		return ids[0], nil
+	}
+	return "", types.Errorf(types.CodeInvalidArgument, "%d %s are called %q; name one by its ID", len(ids), k.plural, name).
+		WithDetail("ids", ids)
+}
+
+// hostIDRE matches the IDs corrald gives hosts.
+var hostIDRE = regexp.MustCompile(`^host-[0-9a-f]{24}$`)
+
+// hostID returns the ID of the host named v (an ID or a name).
+func (a *app) hostID(ctx context.Context, v string) (string, error) {
+	if hostIDRE.MatchString(v) {
+		return v, nil
+	}
+	raw, err := a.api.get(ctx, objectPath("/v1/hosts", v))
+	if err != nil {
+		return "", fmt.Errorf("find host %q: %w", v, err)
+	}
+	var m types.Meta
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return "", fmt.Errorf("read host: %w", err)
+	}
+	return m.ID, nil
+}
+
+// updateObject patches the object named arg with body and prints the
+// result. cmd names the flags to suggest when body changes nothing.
+func updateObject[T any](ctx context.Context, a *app, cmd *cobra.Command, k *kind[T], arg string, body any, ifMatch int64) error {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(raw, []byte("{}")) {
+		var names []string
+		cmd.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
+			if f.Name != "if-match" && f.Name != "help" {
+				names = append(names, "--"+f.Name)
+			}
+		})
+		return usagef("nothing to update: give at least one of %s", strings.Join(names, ", "))
+	}
+	id, err := resolveID(ctx, a, k, arg)
+	if err != nil {
+		return err
+	}
+	out, err := a.api.update(ctx, objectPath(k.path, id), body, ifMatch)
+	if err != nil {
+		return err
+	}
+	return a.printObject(out)
+}
+
+// createObject posts body with an Idempotency-Key (key, or a new one for
+// this invocation) and prints the created object.
+func (a *app) createObject(ctx context.Context, path string, body any, key string) (json.RawMessage, error) {
+	if key == "" {
+		key = newIdempotencyKey()
+	}
+	raw, err := a.api.create(ctx, path, body, key)
+	if err != nil {
+		return nil, err
+	}
+	return raw, a.printObject(raw)
+}
+
+// addIdempotencyFlag adds --idempotency-key to a create command.
+func addIdempotencyFlag(cmd *cobra.Command, key *string) {
+	cmd.Flags().StringVar(key, "idempotency-key", "",
+		"Idempotency-Key to send, so that running the same command again creates nothing new (default: a random key per invocation)")
+}
+
+// addIfMatchFlag adds --if-match to an update command.
+func addIfMatchFlag(cmd *cobra.Command, rev *int64) {
+	cmd.Flags().Int64Var(rev, "if-match", 0, "change the object only if it is at this revision")
+}
+
+// optional returns &v when the flag name was given, else nil: update
+// commands send only the fields named on the command line.
+func optional[V any](cmd *cobra.Command, name string, v V) *V {
+	if !cmd.Flags().Changed(name) {
+		return nil
+	}
+	return &v
+}
+
+// join renders a list in one table cell.
+func join(v []string) string { return strings.Join(v, ",") }
