@@ -70,7 +70,7 @@ func TestCRUD(t *testing.T) {
 	}
 	// With the server gone, the catalogue deletes in dependency order.
 	for _, p := range []string{"/v1/flavors/" + c.flavor.ID, "/v1/images/" + c.image.ID, "/v1/projects/" + c.project.ID,
-		"/v1/aggregates/" + c.agg.ID, "/v1/zones/" + c.zone.ID, "/v1/regions/" + c.region.ID} {
+		"/v1/hosts/" + c.host.ID, "/v1/aggregates/" + c.agg.ID, "/v1/zones/" + c.zone.ID, "/v1/regions/" + c.region.ID} {
 		e.must(204, "DELETE", p, nil, nil)
 	}
 	if got := e.counts(); got["regions"]+got["flavors"]+got["servers"] != 0 {
@@ -93,12 +93,15 @@ func TestPaginationAndFilters(t *testing.T) {
 	c := e.catalogue()
 	var other types.Project
 	e.must(201, "POST", "/v1/projects", types.ProjectCreate{Name: "flink"}, &other)
+	e.must(201, "POST", "/v1/zones", types.ZoneCreate{Name: "rack2", Region: "dc1"}, nil)
+	e.addHost("hv2.dc1", "rack2", 64, 262144)
 	var want []string
 	for i := 0; i < 23; i++ {
 		in := c.server(fmt.Sprintf("s%02d", i))
 		if i%3 == 0 {
 			in.Project = "flink" // by name
 		}
+		in.Zone = "rack2"
 		if i%2 == 0 {
 			in.Zone = "rack1"
 		}
@@ -133,10 +136,11 @@ func TestPaginationAndFilters(t *testing.T) {
 		{"project=flink", 8},
 		{"project=" + c.project.ID, 15},
 		{"zone=rack1", 12},
-		{"region=dc1", 12}, // a zone implies its region
+		{"zone=rack2", 11},
+		{"region=dc1", 23}, // a zone implies its region
 		{"zone=rack1&project=flink", 4},
 		{"kind=baremetal", 0},
-		{"state=pending", 23},
+		{"state=scheduled", 23},
 		{"name=s07", 1},
 	} {
 		var l types.List[types.Server]
@@ -301,11 +305,8 @@ func TestFailsafeDeletes(t *testing.T) {
 	in := c.server("broker-7")
 	in.Zone, in.Aggregate = "rack1", "gen10"
 	e.must(201, "POST", "/v1/servers", in, &srv)
-	var reg types.HostRegistration
-	e.must(200, "POST", "/v1/hosts/register", types.HostRegister{Name: "hv1.dc1", Region: "dc1", Zone: "rack1",
-		Aggregates: []string{"gen10"}, Inventory: types.Inventory{CPUs: 8, RAMMiB: 16384, DiskGiB: 100}}, &reg)
-	if err := e.store.SetServerLocation(context.Background(), srv.ID, reg.Host.ID, ""); err != nil {
-		t.Fatal(err)
+	if srv.HostID != c.host.ID || srv.State != types.ServerScheduled {
+		t.Fatalf("server placed on %q in state %s, want %s scheduled", srv.HostID, srv.State, c.host.ID)
 	}
 	for _, tc := range []struct {
 		path, code string
@@ -315,7 +316,7 @@ func TestFailsafeDeletes(t *testing.T) {
 		{"/v1/images/" + c.image.ID, types.CodeImageInUse, []string{"server broker-7"}},
 		{"/v1/zones/" + c.zone.ID, types.CodeZoneInUse, []string{"host hv1.dc1", "server broker-7"}},
 		{"/v1/aggregates/" + c.agg.ID, types.CodeAggregateInUse, []string{"host hv1.dc1", "server broker-7"}},
-		{"/v1/hosts/" + reg.Host.ID, types.CodeHostHasServers, []string{"server broker-7"}},
+		{"/v1/hosts/" + c.host.ID, types.CodeHostHasServers, []string{"server broker-7"}},
 		{"/v1/projects/" + c.project.ID, types.CodeProjectInUse, []string{"server broker-7"}},
 		{"/v1/regions/" + c.region.ID, types.CodeRegionInUse, []string{"zone rack1", "host hv1.dc1", "server broker-7"}},
 	} {
@@ -433,8 +434,8 @@ func TestAuth(t *testing.T) {
 			t.Errorf("expired token %s not purged", tok.ID)
 		}
 	}
-	if len(toks.Items) != 4 {
-		t.Errorf("tokens after purge = %d, want 4 (admin, 2 members, reader)", len(toks.Items))
+	if len(toks.Items) != 5 {
+		t.Errorf("tokens after purge = %d, want 5 (admin, 2 members, reader, hv1's agent)", len(toks.Items))
 	}
 	if r := e.call(short, "GET", "/v1/servers", nil); r.status != 401 {
 		t.Errorf("purged token = %d, want 401", r.status)
@@ -497,8 +498,8 @@ func TestAgents(t *testing.T) {
 	e.srv.MaintainOnce(context.Background())
 	var l types.List[types.Host]
 	e.must(200, "GET", "/v1/hosts?state=down", nil, &l)
-	if len(l.Items) != 2 {
-		t.Errorf("down hosts after a silent minute = %d, want 2", len(l.Items))
+	if len(l.Items) != 3 {
+		t.Errorf("down hosts after a silent minute = %d, want 3", len(l.Items))
 	}
 	e.must(204, "POST", "/v1/hosts/"+out.Host.ID+"/heartbeat", types.Heartbeat{}, nil)
 	e.must(200, "GET", "/v1/hosts?state=up", nil, &l)

@@ -145,6 +145,18 @@ type catalogue struct {
 	flavor  types.Flavor
 	image   types.Image
 	project types.Project
+	host    types.Host
+}
+
+// addHost registers a compute host as its agent would, and heartbeats
+// plenty of free memory.
+func (e *env) addHost(name, zone string, cpus, ramMiB int64, aggregates ...string) types.Host {
+	e.t.Helper()
+	var reg types.HostRegistration
+	e.must(200, "POST", "/v1/hosts/register", types.HostRegister{Name: name, Region: "dc1", Zone: zone, Aggregates: aggregates,
+		Inventory: types.Inventory{CPUs: cpus, RAMMiB: ramMiB, DiskGiB: 1000}}, &reg)
+	e.must(204, "POST", "/v1/hosts/"+reg.Host.ID+"/heartbeat", types.Heartbeat{Usage: types.Usage{MemFreeMiB: ramMiB - 1024}}, nil)
+	return reg.Host
 }
 
 func (e *env) catalogue() catalogue {
@@ -157,6 +169,7 @@ func (e *env) catalogue() catalogue {
 	e.must(201, "POST", "/v1/images", types.ImageCreate{Name: "tiny", DiskFormat: "qcow2"}, &c.image)
 	e.must(200, "PUT", "/v1/images/"+c.image.ID+"/file", "not really qcow2 but bytes", &c.image)
 	e.must(201, "POST", "/v1/projects", types.ProjectCreate{Name: "kafka"}, &c.project)
+	c.host = e.addHost("hv1.dc1", "rack1", 64, 262144, "gen10")
 	return c
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
+	"github.com/corral-cloud/corral/placement"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,9 @@ type Config struct {
 	Now func() time.Time
 	// HostDownAfter marks a host down when its heartbeat is older; 0 means 30 s.
 	HostDownAfter time.Duration
+	// Placement configures the engine: failsafe margin, heartbeat age,
+	// overhead, default weigher. Aggregates come from the store.
+	Placement placement.Config
 	// TokenPurgeGrace keeps expired tokens this long (so callers see
 	// "token expired" rather than "unknown token") before purging them.
 	TokenPurgeGrace time.Duration
@@ -49,6 +53,7 @@ type Server struct {
 	echo    *echo.Echo
 	metrics *metrics
 	reg     *prometheus.Registry
+	placer  *placer
 }
 
 // New builds the API and its routes.
@@ -77,6 +82,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, images: images, log: cfg.Logger, reg: cfg.Registry}
 	s.metrics = newMetrics(cfg.Registry)
+	s.placer = newPlacer(cfg.Store, cfg.Now, cfg.Placement)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError

@@ -1,6 +1,10 @@
 package server
 
 import (
+	"errors"
+
+	"github.com/corral-cloud/corral/api/store"
+	"github.com/corral-cloud/corral/placement"
 	"net/http"
 
 	"github.com/corral-cloud/corral/api/types"
@@ -16,10 +20,12 @@ func (s *Server) serverRoutes(g *echo.Group) {
 	})
 	g.PATCH("/servers/:id", s.updateServer)
 	g.DELETE("/servers/:id", s.deleteServer)
+	g.POST("/placement/dry-run", s.dryRun)
 }
 
-// createServer validates a request and records it; the server stays
-// pending until placement takes it.
+// createServer validates a request, places it and records the server with
+// its claim in one transaction: it answers 201 with the server scheduled on
+// a host, or 409 no_valid_host with the explanation, having claimed nothing.
 func (s *Server) createServer(c echo.Context) error {
 	if err := allow(c, serverWrite...); err != nil {
 		return err
@@ -28,16 +34,93 @@ func (s *Server) createServer(c echo.Context) error {
 	if err := s.decode(c, &in); err != nil {
 		return err
 	}
+	out, flavor, err := s.resolveServer(c, in)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	req := s.placementRequest(out, flavor, in.Traits, in.Weigher)
+	var made []types.Server
+	_, err = s.placer.decide(ctx, func(snap *placement.Snapshot) (placement.Decision, error) {
+		return snap.Place(req)
+	}, func(d placement.Decision) error {
+		cl := d.Claims[0]
+		srv := out
+		srv.HostID, srv.RegionID, srv.ZoneID = cl.HostID, cl.Region, cl.Zone
+		var err error
+		made, err = s.store.ClaimAndCreate(ctx, hostClaims(d), []store.PlacedServer{{Server: srv, Claim: allocation(cl.Resources)}}, nil)
+		return err
+	})
+	if err != nil {
+		return refError("server", noValidHost(err))
+	}
+	return created(c, made[0].ID, made[0].Revision, made[0], nil)
+}
+
+// dryRun answers where a server would land, and why, without claiming.
+func (s *Server) dryRun(c echo.Context) error {
+	if err := allow(c, serverWrite...); err != nil {
+		return err
+	}
+	var in types.ServerCreate
+	if err := s.decode(c, &in); err != nil {
+		return err
+	}
+	out, flavor, err := s.resolveServer(c, in)
+	if err != nil {
+		return err
+	}
+	req := s.placementRequest(out, flavor, in.Traits, in.Weigher)
+	d, err := s.placer.decide(c.Request().Context(), func(snap *placement.Snapshot) (placement.Decision, error) {
+		return snap.Place(req)
+	}, nil)
+	var fe *placement.FitError
+	switch {
+	case errors.As(err, &fe):
+		return c.JSON(http.StatusOK, types.DryRun{Fits: false, Explanation: fe.Explanation})
+	case err != nil:
+		return noValidHost(err)
+	}
+	cl := d.Claims[0]
+	return c.JSON(http.StatusOK, types.DryRun{Fits: true, HostID: cl.HostID, ZoneID: cl.Zone, RegionID: cl.Region,
+		Weigher: string(d.Weigher), Explanation: d.Explanation})
+}
+
+// placementRequest builds the engine's request for a resolved server.
+func (s *Server) placementRequest(srv types.Server, f types.Flavor, traits []string, weigher string) placement.Request {
+	req := placement.Request{Now: s.now(), Flavor: placement.Flavor{VCPUs: f.VCPUs, MemoryMiB: f.RAMMiB, DiskGiB: f.DiskGiB,
+		Hugepages: f.Hugepages}}
+	req.Kind = placement.Kind(srv.Kind)
+	req.Region = srv.RegionID
+	if srv.ZoneID != "" {
+		req.Zones = []string{srv.ZoneID}
+	}
+	if srv.AggregateID != "" {
+		req.Aggregates = []string{srv.AggregateID}
+	}
+	req.Traits = traits
+	req.Weigher = placement.Weigher(weigher)
+	return req
+}
+
+// resolveServer validates a create request and resolves its references.
+func (s *Server) resolveServer(c echo.Context, in types.ServerCreate) (types.Server, types.Flavor, error) {
 	if in.DesiredState == "" {
 		in.DesiredState = types.DesiredActive
 	}
+	fail := func(err error) (types.Server, types.Flavor, error) { return types.Server{}, types.Flavor{}, err }
 	if err := first(checkName("name", in.Name, maxNameLen), checkOneOf("kind", in.Kind, types.KindVM, types.KindBaremetal),
-		checkOneOf("desired_state", in.DesiredState, types.DesiredActive, types.DesiredStopped)); err != nil {
-		return err
+		checkOneOf("desired_state", in.DesiredState, types.DesiredActive, types.DesiredStopped), checkTraits(in.Traits)); err != nil {
+		return fail(err)
+	}
+	if in.Weigher != "" {
+		if err := checkOneOf("weigher", in.Weigher, "pack", "spread"); err != nil {
+			return fail(err)
+		}
 	}
 	for _, f := range []struct{ name, v string }{{"flavor", in.Flavor}, {"image", in.Image}} {
 		if f.v == "" {
-			return types.FieldError(f.name, "is required")
+			return fail(types.FieldError(f.name, "is required"))
 		}
 	}
 	ctx := c.Request().Context()
@@ -48,68 +131,64 @@ func (s *Server) createServer(c echo.Context) error {
 	case p.Role == types.RoleMember && in.Project != "" && in.Project != p.ProjectID:
 		proj, err := s.store.GetProject(ctx, in.Project)
 		if err != nil || proj.ID != p.ProjectID {
-			return types.Errorf(types.CodeForbidden, "a member may only create servers in its own project").WithDetail("field", "project")
+			return fail(types.Errorf(types.CodeForbidden, "a member may only create servers in its own project").WithDetail("field", "project"))
 		}
 		out.ProjectID = proj.ID
 	case p.Role == types.RoleMember:
 		out.ProjectID = p.ProjectID
 	case in.Project == "":
-		return types.FieldError("project", "is required")
+		return fail(types.FieldError("project", "is required"))
 	default:
 		proj, err := s.store.GetProject(ctx, in.Project)
 		if err != nil {
-			return refError("project", err)
+			return fail(refError("project", err))
 		}
 		out.ProjectID = proj.ID
 	}
 	flavor, err := s.store.GetFlavor(ctx, in.Flavor)
 	if err != nil {
-		return refError("flavor", err)
+		return fail(refError("flavor", err))
 	}
 	if flavor.Kind != in.Kind {
-		return types.FieldError("flavor", "flavor %s is for %s servers, not %s", flavor.Name, flavor.Kind, in.Kind)
+		return fail(types.FieldError("flavor", "flavor %s is for %s servers, not %s", flavor.Name, flavor.Kind, in.Kind))
 	}
 	image, err := s.store.GetImage(ctx, in.Image)
 	if err != nil {
-		return refError("image", err)
+		return fail(refError("image", err))
 	}
 	if image.Status != types.ImageActive {
-		return types.Errorf(types.CodeImageNotActive, "image %s has no data yet; upload it first", image.ID).WithDetail("field", "image")
+		return fail(types.Errorf(types.CodeImageNotActive, "image %s has no data yet; upload it first", image.ID).WithDetail("field", "image"))
 	}
 	if image.MinDiskGiB > flavor.DiskGiB && in.Kind == types.KindVM {
-		return types.FieldError("flavor", "flavor %s has a %d GiB disk, image %s needs at least %d GiB",
-			flavor.Name, flavor.DiskGiB, image.Name, image.MinDiskGiB)
+		return fail(types.FieldError("flavor", "flavor %s has a %d GiB disk, image %s needs at least %d GiB",
+			flavor.Name, flavor.DiskGiB, image.Name, image.MinDiskGiB))
 	}
 	out.FlavorID, out.ImageID = flavor.ID, image.ID
 	if in.Region != "" {
 		r, err := s.store.GetRegion(ctx, in.Region)
 		if err != nil {
-			return refError("region", err)
+			return fail(refError("region", err))
 		}
 		out.RegionID = r.ID
 	}
 	if in.Zone != "" {
 		z, err := s.store.GetZone(ctx, in.Zone)
 		if err != nil {
-			return refError("zone", err)
+			return fail(refError("zone", err))
 		}
 		if out.RegionID != "" && z.RegionID != out.RegionID {
-			return types.FieldError("zone", "zone %s is not in region %s", z.Name, in.Region)
+			return fail(types.FieldError("zone", "zone %s is not in region %s", z.Name, in.Region))
 		}
 		out.ZoneID, out.RegionID = z.ID, z.RegionID
 	}
 	if in.Aggregate != "" {
 		a, err := s.store.GetAggregate(ctx, in.Aggregate)
 		if err != nil {
-			return refError("aggregate", err)
+			return fail(refError("aggregate", err))
 		}
 		out.AggregateID = a.ID
 	}
-	srv, err := s.store.CreateServer(ctx, out)
-	if err != nil {
-		return refError("server", err)
-	}
-	return created(c, srv.ID, srv.Revision, srv, nil)
+	return out, flavor, nil
 }
 
 func (s *Server) listServers(c echo.Context) error {
@@ -178,8 +257,8 @@ func (s *Server) updateServer(c echo.Context) error {
 	return found(c, srv.Revision, srv, err)
 }
 
-// deleteServer removes a server that runs nowhere yet. Once placement and
-// the agents exist, deleting a placed server hands it to them instead.
+// deleteServer removes a server and gives its claim back. (Once the agents
+// run guests, deleting a running server hands it to them first.)
 func (s *Server) deleteServer(c echo.Context) error {
 	if err := allow(c, serverWrite...); err != nil {
 		return err
@@ -191,8 +270,10 @@ func (s *Server) deleteServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.DeleteServer(c.Request().Context(), c.Param("id"), rev); err != nil {
+	srv, err := s.store.DeleteServer(c.Request().Context(), c.Param("id"), rev)
+	if err != nil {
 		return err
 	}
+	s.placer.forget(c.Request().Context(), srv.HostID)
 	return c.NoContent(http.StatusNoContent)
 }

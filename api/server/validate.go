@@ -107,11 +107,15 @@ func checkAggregate(a types.Aggregate) error {
 			return types.FieldError(r.field, "is %g, must be above 0 and at most %d", r.v, maxRatio)
 		}
 	}
-	if len(a.Traits) > maxTraits {
-		return types.FieldError("traits", "has %d traits, the limit is %d", len(a.Traits), maxTraits)
+	return checkTraits(a.Traits)
+}
+
+func checkTraits(traits []string) error {
+	if len(traits) > maxTraits {
+		return types.FieldError("traits", "has %d traits, the limit is %d", len(traits), maxTraits)
 	}
 	seen := map[string]bool{}
-	for _, t := range a.Traits {
+	for _, t := range traits {
 		if !traitRE.MatchString(t) {
 			return types.FieldError("traits", "%q must be lower-case letters, digits and '_'", t)
 		}

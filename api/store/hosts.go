@@ -13,7 +13,8 @@ import (
 var hostTable = table{
 	name: "hosts", kind: "host", byName: true,
 	cols: []string{"id", "revision", "created_at", "updated_at", "name", "region_id", "zone_id", "state", "inventory",
-		"capabilities", "usage", "last_heartbeat", "agent_version"},
+		"capabilities", "usage", "last_heartbeat", "agent_version", "generation", "used_vcpus", "used_ram_mib", "used_disk_gib",
+		"used_hugepages", "used_guests"},
 	filters: map[string]string{
 		"region":    "region_id = ?",
 		"zone":      "zone_id = ?",
@@ -35,6 +36,18 @@ type HostRow struct {
 	Usage         string `db:"usage"`
 	LastHeartbeat int64  `db:"last_heartbeat"`
 	AgentVersion  string `db:"agent_version"`
+	// Generation moves on with every claim and release.
+	Generation int64 `db:"generation"`
+	Allocation
+}
+
+// Allocation is what placement has claimed on a host, overhead included.
+type Allocation struct {
+	VCPUs     int64 `db:"used_vcpus" json:"vcpus"`
+	RAMMiB    int64 `db:"used_ram_mib" json:"ram_mib"`
+	DiskGiB   int64 `db:"used_disk_gib" json:"disk_gib"`
+	Hugepages int64 `db:"used_hugepages" json:"hugepages"`
+	Guests    int64 `db:"used_guests" json:"guests"`
 }
 
 // API converts the row and its aggregate IDs to the wire form.
@@ -48,7 +61,9 @@ func (r HostRow) API(aggregates []string) types.Host {
 	}
 	return types.Host{Meta: r.toAPI(), Name: r.Name, RegionID: r.RegionID, ZoneID: r.ZoneID, AggregateIDs: aggregates,
 		State: r.State, Inventory: fromJSON[types.Inventory](r.Inventory), Capabilities: caps,
-		Usage: fromJSON[types.Usage](r.Usage), LastHeartbeat: fromMicros(r.LastHeartbeat), AgentVersion: r.AgentVersion}
+		Usage: fromJSON[types.Usage](r.Usage), LastHeartbeat: fromMicros(r.LastHeartbeat), AgentVersion: r.AgentVersion,
+		Generation: r.Generation, Allocated: types.Allocation{VCPUs: r.VCPUs, RAMMiB: r.RAMMiB, DiskGiB: r.DiskGiB,
+			Hugepages: r.Hugepages, Guests: r.Guests}}
 }
 
 // HostPlacement says where a registering host sits, as resolved IDs.

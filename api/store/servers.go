@@ -11,7 +11,7 @@ import (
 var serverTable = table{
 	name: "servers", kind: "server", byName: false,
 	cols: []string{"id", "revision", "created_at", "updated_at", "name", "kind", "project_id", "flavor_id", "image_id",
-		"region_id", "zone_id", "aggregate_id", "desired_state", "state", "host_id", "node_id", "addresses", "fault", "launched_at"},
+		"region_id", "zone_id", "aggregate_id", "desired_state", "state", "host_id", "node_id", "addresses", "fault", "launched_at", "claim", "group_id"},
 	filters: map[string]string{
 		"region":    "region_id = ?",
 		"zone":      "zone_id = ?",
@@ -21,6 +21,7 @@ var serverTable = table{
 		"project":   "project_id = ?",
 		"host":      "host_id = ?",
 		"name":      "name = ?",
+		"group":     "group_id = ?",
 	},
 }
 
@@ -42,6 +43,9 @@ type ServerRow struct {
 	Addresses    string        `db:"addresses"`
 	Fault        string        `db:"fault"`
 	LaunchedAt   sql.NullInt64 `db:"launched_at"`
+	// Claim is the JSON Allocation this server holds on its host.
+	Claim   string `db:"claim"`
+	GroupID string `db:"group_id"`
 }
 
 // API converts the row to its wire form.
@@ -49,7 +53,7 @@ func (r ServerRow) API() types.Server {
 	out := types.Server{Meta: r.toAPI(), Name: r.Name, Kind: r.Kind, ProjectID: r.ProjectID, FlavorID: r.FlavorID,
 		ImageID: r.ImageID, RegionID: r.RegionID, ZoneID: r.ZoneID, AggregateID: r.AggregateID,
 		DesiredState: r.DesiredState, State: r.State, Fault: r.Fault, HostID: r.HostID, NodeID: r.NodeID,
-		Addresses: fromJSON[[]types.Address](r.Addresses)}
+		Addresses: fromJSON[[]types.Address](r.Addresses), GroupID: r.GroupID}
 	if out.Addresses == nil {
 		out.Addresses = []types.Address{}
 	}
@@ -66,7 +70,7 @@ func (r ServerRow) API() types.Server {
 func (s *Store) CreateServer(ctx context.Context, in types.Server) (types.Server, error) {
 	row := ServerRow{rowMeta: newMeta(prefixServer), Name: in.Name, Kind: in.Kind, ProjectID: in.ProjectID,
 		FlavorID: in.FlavorID, ImageID: in.ImageID, RegionID: in.RegionID, ZoneID: in.ZoneID, AggregateID: in.AggregateID,
-		DesiredState: in.DesiredState, State: types.ServerPending, Addresses: "[]"}
+		DesiredState: in.DesiredState, State: types.ServerPending, Addresses: "[]", Claim: "{}"}
 	return row.API(), insertRow(ctx, s, s.w, serverTable, &row)
 }
 
@@ -104,10 +108,13 @@ func (s *Store) SetServerState(ctx context.Context, id, state, fault string) (ty
 	return row.API(), err
 }
 
-// DeleteServer removes a server record.
+// DeleteServer removes a server record and gives its claim back.
 func (s *Store) DeleteServer(ctx context.Context, id string, ifMatch int64) (types.Server, error) {
-	row, err := deleteRow[ServerRow](ctx, s, serverTable, id, ifMatch)
-	return row.API(), err
+	out, err := s.DeleteServers(ctx, []string{id}, ifMatch)
+	if err != nil {
+		return types.Server{}, err
+	}
+	return out[0], nil
 }
 
 // SetServerLocation records the host (VM) or node (bare metal) a server

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -180,7 +181,7 @@ func TestRefuseNewerSchema(t *testing.T) {
 	if !errors.Is(err, store.ErrSchemaTooNew) {
 		t.Fatalf("open newer schema: %v, want ErrSchemaTooNew", err)
 	}
-	if !strings.Contains(err.Error(), "schema version 7") || !strings.Contains(err.Error(), "restore the backup") {
+	if !strings.Contains(err.Error(), fmt.Sprintf("schema version %d", store.LatestVersion+5)) || !strings.Contains(err.Error(), "restore the backup") {
 		t.Errorf("error does not say what to do: %v", err)
 	}
 }

@@ -86,7 +86,7 @@ func Status(code string) int {
 		return 404
 	case CodeMethodNotAllowed:
 		return 405
-	case CodeAlreadyExists, CodeConflict, CodeFlavorInUse, CodeImageInUse, CodeRegionInUse,
+	case CodeAlreadyExists, CodeConflict, CodeNoValidHost, CodeFlavorInUse, CodeImageInUse, CodeRegionInUse,
 		CodeZoneInUse, CodeAggregateInUse, CodeProjectInUse, CodeHostHasServers,
 		CodeImageNotActive, CodeIdempotencyInProgress:
 		return 409
@@ -113,3 +113,7 @@ type Ref struct {
 	ID   string `json:"id"`
 	Name string `json:"name,omitempty"`
 }
+
+// CodeNoValidHost is the 409 for a request placement cannot satisfy; its
+// details.explanation says why, counted per reason.
+const CodeNoValidHost = "no_valid_host"

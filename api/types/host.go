@@ -46,6 +46,20 @@ type Host struct {
 	Usage         Usage     `json:"usage"`
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	AgentVersion  string    `json:"agent_version,omitempty"`
+	// Allocated is what placement has claimed on the host, hypervisor
+	// overhead included; Generation moves on with every claim.
+	Allocated  Allocation `json:"allocated"`
+	Generation int64      `json:"generation"`
+}
+
+// Allocation is an amount of host resources claimed by servers.
+type Allocation struct {
+	VCPUs   int64 `json:"vcpus"`
+	RAMMiB  int64 `json:"ram_mib"`
+	DiskGiB int64 `json:"disk_gib"`
+	// Hugepages counts 2 MiB pages.
+	Hugepages int64 `json:"hugepages"`
+	Guests    int64 `json:"guests"`
 }
 
 // HostRegister is sent by an agent when it starts. Registering an existing

@@ -48,6 +48,8 @@ type Server struct {
 	HostID    string    `json:"host_id,omitempty"`
 	NodeID    string    `json:"node_id,omitempty"`
 	Addresses []Address `json:"addresses"`
+	// GroupID is the worker group the server belongs to, if any.
+	GroupID string `json:"group_id,omitempty"`
 	// LaunchedAt is when the server first became active.
 	LaunchedAt *time.Time `json:"launched_at,omitempty"`
 }
@@ -65,10 +67,27 @@ type ServerCreate struct {
 	Zone         string `json:"zone,omitempty"`
 	Aggregate    string `json:"aggregate,omitempty"`
 	DesiredState string `json:"desired_state,omitempty"`
+	// Traits the host must have (from its aggregates), e.g. "nvme".
+	Traits []string `json:"traits,omitempty"`
+	// Weigher overrides the aggregate's placement policy: "pack" or "spread".
+	Weigher string `json:"weigher,omitempty"`
 }
 
 // ServerUpdate changes the fields that are set.
 type ServerUpdate struct {
 	Name         *string `json:"name,omitempty"`
 	DesiredState *string `json:"desired_state,omitempty"`
+}
+
+// DryRun is the answer of POST /v1/placement/dry-run: where a server would
+// land, or why it would not, without claiming anything.
+type DryRun struct {
+	Fits     bool   `json:"fits"`
+	HostID   string `json:"host_id,omitempty"`
+	ZoneID   string `json:"zone_id,omitempty"`
+	RegionID string `json:"region_id,omitempty"`
+	Weigher  string `json:"weigher,omitempty"`
+	// Explanation is the engine's account: hosts considered, counts per
+	// reason with sample hosts.
+	Explanation any `json:"explanation"`
 }
