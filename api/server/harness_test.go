@@ -31,12 +31,20 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := store.Open(context.Background(), store.Config{SQLitePath: filepath.Join(dir, "corral.db")})
+	st, err := store.Open(context.Background(), store.Config{SQLitePath: filepath.Join(t.TempDir(), "corral.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: st, now: time.Now()}
+	return newEnvStore(t, st, "")
+}
+
+// newEnvStore serves an API over st; admin reuses an admin token (for a
+// second replica over the same database) or, if empty, makes one.
+func newEnvStore(t *testing.T, st *store.Store, admin string) *env {
+	t.Helper()
+	dir := t.TempDir()
+	var err error
+	e := &env{t: t, store: st, now: time.Now(), admin: admin}
 	e.srv, err = New(Config{Store: st, ImageDir: filepath.Join(dir, "images"), MaxBodyBytes: 64 << 10,
 		MaxImageBytes: 1 << 20, Now: e.clock})
 	if err != nil {
@@ -44,9 +52,11 @@ func newEnv(t *testing.T) *env {
 	}
 	e.http = httptest.NewServer(e.srv.Handler())
 	t.Cleanup(func() { e.http.Close(); st.Close() })
-	_, e.admin, err = st.CreateToken(context.Background(), types.Token{Name: "admin", Role: types.RoleAdmin}, nil)
-	if err != nil {
-		t.Fatal(err)
+	if e.admin == "" {
+		_, e.admin, err = st.CreateToken(context.Background(), types.Token{Name: "admin", Role: types.RoleAdmin}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return e
 }

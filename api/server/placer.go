@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -37,7 +38,7 @@ type placer struct {
 
 const (
 	refreshEvery = 2 * time.Second
-	claimRetries = 8
+	claimRetries = 32
 )
 
 func newPlacer(st *store.Store, now func() time.Time, cfg placement.Config) *placer {
@@ -164,8 +165,23 @@ func (p *placer) decide(ctx context.Context, fn func(*placement.Snapshot) (place
 		}
 		err = commit(d)
 		var stale *store.StaleHostError
-		if errors.As(err, &stale) && attempt < claimRetries {
-			if err := p.reload(ctx, stale.HostID); err != nil {
+		if errors.As(err, &stale) {
+			if attempt >= claimRetries {
+				return d, types.Errorf(types.CodeUnavailable,
+					"placement lost %d compare-and-swap races in a row on busy hosts; retry", attempt+1)
+			}
+			// First, refresh just the host that moved on; if races go on
+			// (another replica is claiming on the same hosts), wait a
+			// moment so the replicas fall out of step, and rebuild the
+			// whole snapshot. Every lost race is another claim's win, so
+			// the fleet as a whole always makes progress.
+			if attempt == 0 {
+				err = p.reload(ctx, stale.HostID)
+			} else {
+				time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 4))))
+				err = p.load(ctx)
+			}
+			if err != nil {
 				return d, err
 			}
 			continue

@@ -112,6 +112,7 @@ func (s *Server) routes() {
 	s.imageRoutes(v1)
 	s.projectRoutes(v1)
 	s.serverRoutes(v1)
+	s.groupRoutes(v1)
 	s.tokenRoutes(v1)
 	v1.GET("/audit", s.listAudit)
 }
