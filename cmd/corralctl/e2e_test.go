@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-cloud/corral/api/client"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/google/go-cmp/cmp"
 )
@@ -235,6 +237,22 @@ func TestEndToEnd(t *testing.T) {
 	var project types.Project
 	ctl.okJSON(&project, "project", "create", "games")
 
+	// A compute host for servers to be placed on, registered as its agent
+	// would and heartbeating measured free memory.
+	adminTok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := client.New(endpoint, strings.TrimSpace(string(adminTok)), nil)
+	reg, err := api.RegisterHost(context.Background(), types.HostRegister{Name: "hv1", Region: "dc1", Zone: "rack1",
+		Aggregates: []string{"general"}, Inventory: types.Inventory{CPUs: 16, RAMMiB: 65536, DiskGiB: 500}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.WithToken(reg.Token).Heartbeat(context.Background(), reg.Host.ID, types.Usage{MemFreeMiB: 60000}); err != nil {
+		t.Fatal(err)
+	}
+
 	// An image, uploaded from a file.
 	data := bytes.Repeat([]byte("corral image data\n"), 4096)
 	imgPath := filepath.Join(t.TempDir(), "disk.qcow2")
@@ -254,7 +272,7 @@ func TestEndToEnd(t *testing.T) {
 	ctl.okJSON(&web1, "server", "create", "web-1", "--kind", "vm", "--flavor", "m1.small", "--image", "debian-12",
 		"--project", "games", "--region", "dc1", "--zone", "rack1", "--aggregate", "general")
 	want := types.Server{Meta: web1.Meta, Name: "web-1", Kind: "vm", ProjectID: project.ID, FlavorID: flavor.ID, ImageID: image.ID,
-		RegionID: region.ID, ZoneID: zone.ID, AggregateID: agg.ID, DesiredState: "active", State: "pending", Addresses: []types.Address{}}
+		RegionID: region.ID, ZoneID: zone.ID, AggregateID: agg.ID, DesiredState: "active", State: "scheduled", HostID: reg.Host.ID, Addresses: []types.Address{}}
 	if diff := cmp.Diff(want, web1); diff != "" {
 		t.Errorf("created server (-want +got):\n%s", diff)
 	}
@@ -272,13 +290,13 @@ func TestEndToEnd(t *testing.T) {
 	if diff := cmp.Diff([]string{"ID", "NAME", "KIND", "STATE", "PROJECT", "FLAVOR", "HOST"}, strings.Fields(table[0])); diff != "" {
 		t.Errorf("server list header (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{web1.ID, "web-1", "vm", "pending", project.ID, flavor.ID, "-"}, strings.Fields(table[1])); diff != "" {
+	if diff := cmp.Diff([]string{web1.ID, "web-1", "vm", "scheduled", project.ID, flavor.ID, reg.Host.ID}, strings.Fields(table[1])); diff != "" {
 		t.Errorf("server list row (-want +got):\n%s", diff)
 	}
 
 	// Show, by name in table form and by ID in JSON.
 	shown := keyValues(t, ctl.ok("server", "show", "web-1"))
-	for k, v := range map[string]string{"id": web1.ID, "name": "web-1", "state": "pending", "project_id": project.ID, "addresses": "-"} {
+	for k, v := range map[string]string{"id": web1.ID, "name": "web-1", "state": "scheduled", "project_id": project.ID, "addresses": "-"} {
 		if shown[k] != v {
 			t.Errorf("server show web-1: %s is %q, want %q", k, shown[k], v)
 		}

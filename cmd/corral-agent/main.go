@@ -1,0 +1,133 @@
+// Command corral-agent runs on every compute host: it registers the host
+// with corrald and sends heartbeats with the host's measured usage.
+//
+//	corral-agent --endpoint https://corral:8440 \
+//	    --registration-token-file /etc/corral/registrar-token \
+//	    --region dc1 --zone rack1 --aggregates general
+//
+// It stops cleanly on SIGTERM or SIGINT and never exits because corrald is
+// unreachable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/corral-cloud/corral/agent"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// Environment variables that give flags their defaults.
+const (
+	envEndpoint  = "CORRAL_ENDPOINT"
+	envTokenFile = "CORRAL_REGISTRATION_TOKEN_FILE"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "corral-agent:", err)
+		os.Exit(2)
+	}
+}
+
+type options struct {
+	endpoint, tokenFile, name, region, zone, stateDir, dataDir, logLevel string
+	aggregates                                                           []string
+	heartbeatInterval                                                    time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	hostname, _ := os.Hostname()
+	var aggregates string
+	fs := flag.NewFlagSet("corral-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.endpoint, "endpoint", os.Getenv(envEndpoint), "corrald's URL (env "+envEndpoint+")")
+	fs.StringVar(&o.tokenFile, "registration-token-file", os.Getenv(envTokenFile),
+		"file holding a registrar or admin token, read when the host registers (env "+envTokenFile+")")
+	fs.StringVar(&o.name, "name", hostname, "the host's name in Corral")
+	fs.StringVar(&o.region, "region", "", "the host's region (name or ID)")
+	fs.StringVar(&o.zone, "zone", "", "the host's zone (name or ID)")
+	fs.StringVar(&aggregates, "aggregates", "", "comma-separated aggregates of the host (names or IDs)")
+	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/corral-agent", "directory for the agent's state (host ID and credential)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "directory whose file system holds guest disks; its size is reported (default --state-dir)")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "time between heartbeats")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	for _, a := range strings.Split(aggregates, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			o.aggregates = append(o.aggregates, a)
+		}
+	}
+	if o.dataDir == "" {
+		o.dataDir = o.stateDir
+	}
+	if o.heartbeatInterval <= 0 {
+		return o, errors.New("--heartbeat-interval must be positive")
+	}
+	var missing []string
+	for _, f := range []struct{ flag, val string }{
+		{"--endpoint", o.endpoint}, {"--name", o.name}, {"--region", o.region}, {"--zone", o.zone},
+	} {
+		if f.val == "" {
+			missing = append(missing, f.flag)
+		}
+	}
+	if len(missing) > 0 {
+		return o, fmt.Errorf("missing %s", strings.Join(missing, ", "))
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	a, err := agent.New(agent.Config{
+		Endpoint:              o.endpoint,
+		RegistrationTokenFile: o.tokenFile,
+		Name:                  o.name,
+		Region:                o.region,
+		Zone:                  o.zone,
+		Aggregates:            o.aggregates,
+		StateDir:              o.stateDir,
+		HeartbeatInterval:     o.heartbeatInterval,
+		Version:               version,
+		Prober:                agent.NewHostProbe(o.dataDir),
+		Logger:                log,
+	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}

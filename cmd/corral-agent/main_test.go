@@ -1,0 +1,61 @@
+package main
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    options
+		wantErr string
+	}{
+		{name: "flags",
+			args: []string{"--endpoint", "http://c:8440", "--registration-token-file", "/etc/corral/reg", "--name", "cmp-1",
+				"--region", "dc1", "--zone", "rack1", "--aggregates", "general, fast-disk,,", "--heartbeat-interval", "500ms"},
+			want: options{endpoint: "http://c:8440", tokenFile: "/etc/corral/reg", name: "cmp-1", region: "dc1", zone: "rack1",
+				stateDir: "/var/lib/corral-agent", dataDir: "/var/lib/corral-agent", logLevel: "info",
+				aggregates: []string{"general", "fast-disk"}, heartbeatInterval: 500 * time.Millisecond}},
+		{name: "environment",
+			env:  map[string]string{envEndpoint: "https://corral:8440", envTokenFile: "/run/reg"},
+			args: []string{"--name", "cmp-2", "--region", "dc1", "--zone", "rack1", "--state-dir", "/s", "--data-dir", "/d"},
+			want: options{endpoint: "https://corral:8440", tokenFile: "/run/reg", name: "cmp-2", region: "dc1", zone: "rack1",
+				stateDir: "/s", dataDir: "/d", logLevel: "info", heartbeatInterval: 5 * time.Second}},
+		{name: "flags beat the environment",
+			env:  map[string]string{envEndpoint: "https://env:8440"},
+			args: []string{"--endpoint", "https://flag:8440", "--name", "n", "--region", "r", "--zone", "z"},
+			want: options{endpoint: "https://flag:8440", name: "n", region: "r", zone: "z",
+				stateDir: "/var/lib/corral-agent", dataDir: "/var/lib/corral-agent", logLevel: "info", heartbeatInterval: 5 * time.Second}},
+		{name: "missing placement", args: []string{"--endpoint", "http://c", "--name", "n"}, wantErr: "missing --region, --zone"},
+		{name: "missing endpoint", args: []string{"--name", "n", "--region", "r", "--zone", "z"}, wantErr: "missing --endpoint"},
+		{name: "bad interval", args: []string{"--endpoint", "http://c", "--region", "r", "--zone", "z", "--heartbeat-interval", "0s"},
+			wantErr: "--heartbeat-interval must be positive"},
+		{name: "stray argument", args: []string{"--endpoint", "http://c", "--region", "r", "--zone", "z", "extra"},
+			wantErr: "unexpected arguments: extra"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(envEndpoint, tt.env[envEndpoint])
+			t.Setenv(envTokenFile, tt.env[envTokenFile])
+			got, err := parseFlags(tt.args, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(options{})); diff != "" {
+				t.Errorf("options (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
