@@ -506,6 +506,16 @@ func TestAgents(t *testing.T) {
 	if len(l.Items) != 1 || l.Items[0].ID != out.Host.ID {
 		t.Errorf("up hosts after heartbeat = %+v", l.Items)
 	}
+	var audit types.List[types.AuditEntry]
+	e.must(200, "GET", "/v1/audit?limit=1000", nil, &audit)
+	for _, a := range audit.Items {
+		if strings.HasSuffix(a.Path, "/heartbeat") {
+			t.Errorf("heartbeat audited: %+v", a)
+		}
+	}
+	if len(audit.Items) == 0 {
+		t.Error("registrations were not audited")
+	}
 	e.must(200, "PATCH", "/v1/hosts/hv2", map[string]any{"state": "maintenance"}, &h)
 	if h.State != "maintenance" {
 		t.Errorf("state after PATCH = %s", h.State)

@@ -4,8 +4,9 @@
 // api/types.Error, with the status that its code maps to.
 //
 // Middleware runs in this order, outermost first, and the order matters:
-// recover (a panic is a 500, not a dead process) → request ID → metrics (so
-// every answer is counted, errors too) → authentication (who is calling) →
-// audit (needs the caller; records the final status) → idempotency (needs
-// the caller to scope keys, and runs inside audit so a replay is audited).
+// request ID → metrics (so every answer is counted, errors too) →
+// authentication (who is calling) → audit (needs the caller; records the
+// final status) → recover (a panic becomes a 500 that metrics and audit see,
+// not a dead process) → idempotency (needs the caller to scope keys, and runs
+// inside audit so a replay is audited).
 package server

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -54,6 +55,10 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 
 const resourceIDKey = "corral.resource_id"
 
+// unaudited routes change only measurements, every few seconds per host;
+// auditing them would bury the operators' calls.
+var unaudited = map[string]bool{"/v1/hosts/:id/heartbeat": true}
+
 // setResource names the object a mutating call acted on, for the audit log.
 func setResource(c echo.Context, id string) { c.Set(resourceIDKey, id) }
 
@@ -61,7 +66,7 @@ func setResource(c echo.Context, id string) { c.Set(resourceIDKey, id) }
 // status, including refused ones.
 func (s *Server) audit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !isMutation(c.Request()) {
+		if !isMutation(c.Request()) || unaudited[c.Path()] {
 			return next(c)
 		}
 		err := next(c)
@@ -73,10 +78,13 @@ func (s *Server) audit(next echo.HandlerFunc) echo.HandlerFunc {
 		if rid == "" {
 			rid = c.Param("id")
 		}
+		// The call has happened whether or not its client is still there:
+		// record it with a context the client's disconnect does not cancel.
+		ctx := context.WithoutCancel(c.Request().Context())
 		entry := types.AuditEntry{At: s.now(), TokenID: p.TokenID, Role: p.Role, Method: c.Request().Method,
 			Path: c.Request().URL.Path, Status: c.Response().Status, ResourceID: rid,
 			RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
-		if aerr := s.store.AppendAudit(c.Request().Context(), []types.AuditEntry{entry}); aerr != nil {
+		if aerr := s.store.AppendAudit(ctx, []types.AuditEntry{entry}); aerr != nil {
 			s.log.Error("write audit entry", "error", aerr, "method", entry.Method, "path", entry.Path)
 		}
 		return nil
@@ -160,6 +168,10 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Response().Writer = cw.ResponseWriter
 		status := c.Response().Status
+		// The handler's work is committed: record its outcome even if the
+		// client has gone, or a retry would find the key held and, a minute
+		// later, run the request a second time.
+		ctx = context.WithoutCancel(ctx)
 		// Conflicts and server errors may succeed later: forget the key so
 		// that a retry runs again. Everything else is final and replayed.
 		if status >= 500 || status == http.StatusConflict {

@@ -39,6 +39,8 @@ type Config struct {
 	// Placement configures the engine: failsafe margin, heartbeat age,
 	// overhead, default weigher. Aggregates come from the store.
 	Placement placement.Config
+	// AuditRetention is how long audit entries are kept; 0 means 90 days.
+	AuditRetention time.Duration
 	// TokenPurgeGrace keeps expired tokens this long (so callers see
 	// "token expired" rather than "unknown token") before purging them.
 	TokenPurgeGrace time.Duration
@@ -73,6 +75,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HostDownAfter == 0 {
 		cfg.HostDownAfter = 30 * time.Second
 	}
+	if cfg.AuditRetention == 0 {
+		cfg.AuditRetention = 90 * 24 * time.Hour
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -86,7 +91,9 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(middleware.Recover(), middleware.RequestID(), s.observe, s.authenticate, s.audit, s.idempotency)
+	// Recover sits inside observe so that a panic is answered, counted and
+	// audited like any other 500.
+	e.Use(middleware.RequestID(), s.observe, s.authenticate, s.audit, middleware.Recover(), s.idempotency)
 	s.echo = e
 	s.routes()
 	return s, nil
@@ -140,7 +147,8 @@ func (s *Server) readyz(c echo.Context) error {
 
 // RunMaintenance runs the background loops until ctx ends: it marks hosts
 // without a recent heartbeat down, and purges expired tokens (an operator's
-// database once filled with them) and old idempotency keys.
+// database once filled with them), old idempotency keys and audit entries
+// past their retention.
 func (s *Server) RunMaintenance(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -169,6 +177,11 @@ func (s *Server) MaintainOnce(ctx context.Context) {
 	}
 	if _, err := s.store.PurgeIdempotencyKeys(ctx, now.Add(-24*time.Hour)); err != nil {
 		s.log.Error("purge idempotency keys", "error", err)
+	}
+	if n, err := s.store.PurgeAudit(ctx, now.Add(-s.cfg.AuditRetention)); err != nil {
+		s.log.Error("purge audit log", "error", err)
+	} else if n > 0 {
+		s.log.Info("purged old audit entries", "count", n, "retention", s.cfg.AuditRetention)
 	}
 }
 

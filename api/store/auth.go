@@ -201,6 +201,16 @@ func (s *Store) AppendAudit(ctx context.Context, entries []types.AuditEntry) err
 	return nil
 }
 
+// PurgeAudit deletes audit entries recorded before before, and returns how
+// many it deleted.
+func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.w.ExecContext(ctx, s.rb("DELETE FROM audit_log WHERE at < ?"), micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("purge audit log: %w", err)
+	}
+	return res.RowsAffected()
+}
+
 // ListAudit returns a page of audit entries, oldest first. Filters: token,
 // resource, method.
 func (s *Store) ListAudit(ctx context.Context, opts ListOptions) (types.List[types.AuditEntry], error) {

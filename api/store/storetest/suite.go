@@ -412,6 +412,13 @@ func testAudit(t *testing.T, s *store.Store) {
 	if len(p.Items) != 1 || p.Items[0].Status != 409 || !p.Items[0].At.Equal(now) {
 		t.Errorf("audit for tok-b = %+v", p.Items)
 	}
+	must0(t, s.AppendAudit(ctx, []types.AuditEntry{{At: now.Add(-100 * 24 * time.Hour), TokenID: "tok-old", Method: "POST", Path: "/v1/x"}}))
+	if n, err := s.PurgeAudit(ctx, now.Add(-90*24*time.Hour)); err != nil || n != 1 {
+		t.Errorf("purge audit = %d, %v; want 1", n, err)
+	}
+	if p := must[types.List[types.AuditEntry]](t)(s.ListAudit(ctx, store.ListOptions{})); len(p.Items) != 2 {
+		t.Errorf("audit entries after purge = %d, want 2", len(p.Items))
+	}
 }
 
 func testConcurrentWrites(t *testing.T, s *store.Store) {
