@@ -1,6 +1,7 @@
 package server
 
 import (
+	"os"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -308,6 +309,13 @@ func TestFailsafeDeletes(t *testing.T) {
 	if srv.HostID != c.host.ID || srv.State != types.ServerScheduled {
 		t.Fatalf("server placed on %q in state %s, want %s scheduled", srv.HostID, srv.State, c.host.ID)
 	}
+	// The host cannot move to another rack under its server.
+	e.must(201, "POST", "/v1/zones", types.ZoneCreate{Name: "rack2", Region: "dc1"}, nil)
+	if r := e.call(e.admin, "POST", "/v1/hosts/register", types.HostRegister{Name: "hv1.dc1", Region: "dc1", Zone: "rack2",
+		Inventory: types.Inventory{CPUs: 64, RAMMiB: 262144}}); r.status != 409 || r.apiErr(t).Code != types.CodeHostHasServers {
+		t.Errorf("moving a host with servers = %d %s, want 409 host_has_servers", r.status, r.body)
+	}
+	e.must(204, "DELETE", "/v1/zones/rack2", nil, nil)
 	for _, tc := range []struct {
 		path, code string
 		users      []string
@@ -354,6 +362,7 @@ func TestAuth(t *testing.T) {
 	member := e.token(types.RoleMember, c.project.ID)
 	otherMember := e.token(types.RoleMember, other.ID)
 	reader := e.token(types.RoleReader, "")
+	projectReader := e.token(types.RoleReader, c.project.ID)
 	var mine, theirs types.Server
 	if r := e.call(member, "POST", "/v1/servers", c.server("mine")); r.status != 201 {
 		t.Fatalf("member create = %d %s", r.status, r.body)
@@ -393,6 +402,10 @@ func TestAuth(t *testing.T) {
 		{"member reads own server", member, "GET", "/v1/servers/" + mine.ID, nil, 200, ""},
 		{"member reads flavors", member, "GET", "/v1/flavors", nil, 200, ""},
 		{"reader reads all servers", reader, "GET", "/v1/servers/" + theirs.ID, nil, 200, ""},
+		{"reader reads hosts", reader, "GET", "/v1/hosts", nil, 200, ""},
+		{"project reader cannot read hosts", projectReader, "GET", "/v1/hosts", nil, 403, types.CodeForbidden},
+		{"project reader cannot read the audit log", projectReader, "GET", "/v1/audit", nil, 403, types.CodeForbidden},
+		{"project reader cannot see other project's server", projectReader, "GET", "/v1/servers/" + theirs.ID, nil, 404, types.CodeNotFound},
 		{"short token works now", short, "GET", "/v1/servers", nil, 200, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -434,8 +447,8 @@ func TestAuth(t *testing.T) {
 			t.Errorf("expired token %s not purged", tok.ID)
 		}
 	}
-	if len(toks.Items) != 5 {
-		t.Errorf("tokens after purge = %d, want 5 (admin, 2 members, reader, hv1's agent)", len(toks.Items))
+	if len(toks.Items) != 6 {
+		t.Errorf("tokens after purge = %d, want 6 (admin, 2 members, 2 readers, hv1's agent)", len(toks.Items))
 	}
 	if r := e.call(short, "GET", "/v1/servers", nil); r.status != 401 {
 		t.Errorf("purged token = %d, want 401", r.status)
@@ -516,6 +529,17 @@ func TestAgents(t *testing.T) {
 	if len(audit.Items) == 0 {
 		t.Error("registrations were not audited")
 	}
+	// Rack names repeat across datacenters: "rack1" of dc2 is found by name.
+	var dc2 types.Zone
+	e.must(201, "POST", "/v1/regions", types.RegionCreate{Name: "dc2"}, nil)
+	e.must(201, "POST", "/v1/zones", types.ZoneCreate{Name: "rack1", Region: "dc2"}, &dc2)
+	var h3 types.HostRegistration
+	reg3 := reg
+	reg3.Name, reg3.Region, reg3.Aggregates = "hv3", "dc2", nil
+	e.must(200, "POST", "/v1/hosts/register", reg3, &h3)
+	if h3.Host.ZoneID != dc2.ID {
+		t.Errorf("hv3 in zone %s, want dc2's rack1 %s", h3.Host.ZoneID, dc2.ID)
+	}
 	e.must(200, "PATCH", "/v1/hosts/hv2", map[string]any{"state": "maintenance"}, &h)
 	if h.State != "maintenance" {
 		t.Errorf("state after PATCH = %s", h.State)
@@ -555,6 +579,14 @@ func TestImages(t *testing.T) {
 	e.must(200, "GET", "/v1/images/"+big.ID, nil, &big)
 	if big.Status != "queued" {
 		t.Errorf("image after failed upload = %s, want queued", big.Status)
+	}
+	if entries, _ := os.ReadDir(e.srv.images.dir); len(entries) != 1 {
+		t.Errorf("image store holds %d files after one good and one failed upload, want 1", len(entries))
+	}
+	// After the failure the image takes a good upload.
+	e.must(200, "PUT", "/v1/images/"+big.ID+"/file", "small enough", &big)
+	if big.Status != "active" {
+		t.Errorf("retry after failed upload: status %s", big.Status)
 	}
 }
 

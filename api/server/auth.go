@@ -69,12 +69,21 @@ func allow(c echo.Context, roles ...string) error {
 
 // Role sets used by handlers.
 var (
-	readers      = []string{types.RoleAdmin, types.RoleMember, types.RoleReader}
-	catalogRead  = []string{types.RoleAdmin, types.RoleMember, types.RoleReader, types.RoleAgent}
-	adminOnly    = []string{types.RoleAdmin}
-	serverWrite  = []string{types.RoleAdmin, types.RoleMember}
-	infraReaders = []string{types.RoleAdmin, types.RoleReader}
+	readers     = []string{types.RoleAdmin, types.RoleMember, types.RoleReader}
+	catalogRead = []string{types.RoleAdmin, types.RoleMember, types.RoleReader, types.RoleAgent}
+	adminOnly   = []string{types.RoleAdmin}
+	serverWrite = []string{types.RoleAdmin, types.RoleMember}
 )
+
+// allowInfra admits admins and readers of the whole cloud: hosts and the
+// audit log are not a project's to see.
+func allowInfra(c echo.Context, also ...string) error {
+	p := principalOf(c)
+	if p.Role == types.RoleReader && p.ProjectID != "" {
+		return types.Errorf(types.CodeForbidden, "a reader bound to project %s may not read %s", p.ProjectID, c.Path())
+	}
+	return allow(c, append([]string{types.RoleAdmin, types.RoleReader}, also...)...)
+}
 
 // projectScope returns the project the caller is confined to, or "" if
 // the caller sees all projects.

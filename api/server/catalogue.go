@@ -408,3 +408,10 @@ func (s *Server) hostID(c echo.Context) func(string) (string, error) {
 		return h.ID, err
 	}
 }
+
+func (s *Server) groupID(c echo.Context) func(string) (string, error) {
+	return func(v string) (string, error) {
+		g, err := s.store.GetGroup(c.Request().Context(), v)
+		return g.ID, err
+	}
+}

@@ -45,10 +45,15 @@ func (s *Server) groupRoutes(g *echo.Group) {
 		if err != nil {
 			return err
 		}
-		if err := s.store.DeleteGroup(c.Request().Context(), grp.ID); err != nil {
+		gone, err := s.store.DeleteGroup(c.Request().Context(), grp.ID)
+		if err != nil {
 			return err
 		}
-		s.placer.forget(c.Request().Context(), memberHosts(grp.Members)...)
+		hosts := make([]string, len(gone))
+		for i, m := range gone {
+			hosts[i] = m.HostID
+		}
+		s.placer.forget(c.Request().Context(), hosts...)
 		return c.NoContent(http.StatusNoContent)
 	})
 	g.POST("/groups/:id/scale", s.scaleGroup)
@@ -67,14 +72,6 @@ func (s *Server) visibleGroup(c echo.Context) (types.Group, error) {
 		return types.Group{}, notFound("group", c.Param("id"))
 	}
 	return grp, nil
-}
-
-func memberHosts(ms []types.GroupMember) []string {
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = m.HostID
-	}
-	return out
 }
 
 // groupPlan is a validated group: the engine's request and the server
@@ -129,7 +126,7 @@ func (s *Server) planGroup(ctx context.Context, c echo.Context, name, role, proj
 	spec.Flavor, spec.Image, spec.Aggregate = tmpl.FlavorID, tmpl.ImageID, tmpl.AggregateID
 	zones := make([]string, 0, len(spec.Zones))
 	for _, z := range spec.Zones {
-		zone, err := s.store.GetZone(ctx, z)
+		zone, err := s.store.GetZoneIn(ctx, tmpl.RegionID, z)
 		if err != nil {
 			return gp, refError("zones", err)
 		}

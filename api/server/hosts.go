@@ -12,7 +12,7 @@ func (s *Server) hostRoutes(g *echo.Group) {
 	g.POST("/hosts/register", s.registerHost)
 	g.POST("/hosts/:id/heartbeat", s.heartbeat)
 	g.GET("/hosts", func(c echo.Context) error {
-		if err := allow(c, infraReaders...); err != nil {
+		if err := allowInfra(c); err != nil {
 			return err
 		}
 		opts, err := listOptions(c, map[string]func(string) (string, error){
@@ -25,7 +25,7 @@ func (s *Server) hostRoutes(g *echo.Group) {
 		return listJSON(c, l, err)
 	})
 	g.GET("/hosts/:id", func(c echo.Context) error {
-		if err := allow(c, types.RoleAdmin, types.RoleReader, types.RoleAgent); err != nil {
+		if err := allowInfra(c, types.RoleAgent); err != nil {
 			return err
 		}
 		h, err := s.store.GetHost(c.Request().Context(), c.Param("id"))
@@ -111,7 +111,7 @@ func (s *Server) registerHost(c echo.Context) error {
 	if err != nil {
 		return refError("region", err)
 	}
-	zone, err := s.store.GetZone(ctx, in.Zone)
+	zone, err := s.store.GetZoneIn(ctx, region.ID, in.Zone)
 	if err != nil {
 		return refError("zone", err)
 	}

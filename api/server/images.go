@@ -1,7 +1,11 @@
 package server
 
 import (
+	"context"
+	"time"
+
 	"errors"
+	"github.com/corral-cloud/corral/api/store"
 	"net/http"
 
 	"github.com/corral-cloud/corral/api/types"
@@ -58,6 +62,11 @@ func (s *Server) imageRoutes(g *echo.Group) {
 				return err
 			}
 		}
+		if in.Description != nil {
+			if err := checkDescription(*in.Description); err != nil {
+				return err
+			}
+		}
 		img, err := s.store.UpdateImage(c.Request().Context(), c.Param("id"), rev, in)
 		return found(c, img.Revision, img, err)
 	})
@@ -75,6 +84,10 @@ func (s *Server) imageRoutes(g *echo.Group) {
 	g.GET("/images/:id/file", s.downloadImage)
 }
 
+// uploadStaleAfter is how long an upload may hold an image before another
+// request may take it over (its corrald died mid-upload).
+const uploadStaleAfter = 15 * time.Minute
+
 // uploadImage streams the request body into the image store. An image's
 // data is written once: an active image is immutable (its checksum is what
 // hosts verify their cached copies against).
@@ -87,22 +100,37 @@ func (s *Server) uploadImage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	setResource(c, img.ID)
-	if img.Status != types.ImageQueued {
-		return types.Errorf(types.CodeConflict, "image %s already has data (sha256 %s); create a new image", img.ID, img.SHA256)
+	id := img.ID
+	setResource(c, id)
+	switch err := s.store.BeginImageUpload(ctx, id, uploadStaleAfter); {
+	case errors.Is(err, store.ErrStale) && img.Status == types.ImageActive:
+		return types.Errorf(types.CodeConflict, "image %s already has data (sha256 %s); create a new image", id, img.SHA256)
+	case errors.Is(err, store.ErrStale):
+		return types.Errorf(types.CodeConflict, "image %s is being uploaded by another request", id)
+	case err != nil:
+		return err
 	}
-	size, sum, err := s.images.put(img.ID, c.Request().Body, s.cfg.MaxImageBytes)
+	// From here on the upload is ours; whatever fails puts the image back
+	// to queued and leaves no data behind, even if the client has gone.
+	bg := context.WithoutCancel(ctx)
+	fail := func(err error) error {
+		s.images.remove(id)
+		if aerr := s.store.AbortImageUpload(bg, id); aerr != nil {
+			s.log.Error("abort image upload", "image", id, "error", aerr)
+		}
+		return err
+	}
+	size, sum, err := s.images.put(id, c.Request().Body, s.cfg.MaxImageBytes)
 	if errors.Is(err, errTooLarge) {
-		return types.Errorf(types.CodeBodyTooLarge, "image is over the %d-byte limit", s.cfg.MaxImageBytes).
-			WithDetail("limit", s.cfg.MaxImageBytes)
+		return fail(types.Errorf(types.CodeBodyTooLarge, "image is over the %d-byte limit", s.cfg.MaxImageBytes).
+			WithDetail("limit", s.cfg.MaxImageBytes))
 	}
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	img, err = s.store.SetImageData(ctx, img.ID, size, sum)
+	img, err = s.store.SetImageData(bg, id, size, sum)
 	if err != nil {
-		s.images.remove(img.ID)
-		return err
+		return fail(err)
 	}
 	return object(c, http.StatusOK, img.Revision, img)
 }

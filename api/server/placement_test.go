@@ -302,6 +302,21 @@ func TestBrokerGroup(t *testing.T) {
 		t.Errorf("RF 3 over 2 racks = %d %s, want 409 about the replication factor", r.status, r.body)
 	}
 
+	// A member is not deleted behind its group's back, and the project
+	// cannot go while the group exists.
+	if r := e.call(e.admin, "DELETE", "/v1/servers/"+g.Members[0].ServerID, nil); r.status != 409 || r.apiErr(t).Code != types.CodeConflict {
+		t.Errorf("deleting a member directly = %d %s, want 409 conflict", r.status, r.body)
+	}
+	if r := e.call(e.admin, "DELETE", "/v1/projects/p", nil); r.status != 409 || r.apiErr(t).Code != types.CodeProjectInUse ||
+		!strings.Contains(string(r.body), `"kind":"group"`) {
+		t.Errorf("deleting the group's project = %d %s, want 409 project_in_use naming the group", r.status, r.body)
+	}
+	var byGroup types.List[types.Server]
+	e.must(200, "GET", "/v1/servers?group=kafka-a&limit=100", nil, &byGroup)
+	if len(byGroup.Items) != 10 {
+		t.Errorf("servers?group=kafka-a = %d, want 10", len(byGroup.Items))
+	}
+
 	// Scale up to 12: still max skew 1 (3/3/3/3).
 	e.must(200, "POST", "/v1/groups/kafka-a/scale", types.GroupScale{Members: 12}, &g)
 	if diff := cmp.Diff([]int{3, 3, 3, 3}, zoneSpread(g)); diff != "" || len(g.Members) != 12 {

@@ -172,7 +172,7 @@ func (s *Server) resolveServer(c echo.Context, in types.ServerCreate) (types.Ser
 		out.RegionID = r.ID
 	}
 	if in.Zone != "" {
-		z, err := s.store.GetZone(ctx, in.Zone)
+		z, err := s.store.GetZoneIn(ctx, out.RegionID, in.Zone)
 		if err != nil {
 			return fail(refError("zone", err))
 		}
@@ -197,7 +197,7 @@ func (s *Server) listServers(c echo.Context) error {
 	}
 	opts, err := listOptions(c, map[string]func(string) (string, error){
 		"region": s.regionID(c), "zone": s.zoneID(c), "aggregate": s.aggregateID(c), "project": s.projectID(c),
-		"kind": nil, "state": nil, "host": s.hostID(c), "name": nil,
+		"kind": nil, "state": nil, "host": s.hostID(c), "name": nil, "group": s.groupID(c),
 	})
 	if err != nil {
 		return err
@@ -263,8 +263,13 @@ func (s *Server) deleteServer(c echo.Context) error {
 	if err := allow(c, serverWrite...); err != nil {
 		return err
 	}
-	if _, err := s.visibleServer(c); err != nil {
+	visible, err := s.visibleServer(c)
+	if err != nil {
 		return err
+	}
+	if visible.GroupID != "" {
+		return types.Errorf(types.CodeConflict, "server %s is a member of group %s: scale the group down or replace the member",
+			visible.ID, visible.GroupID).WithDetail("group_id", visible.GroupID)
 	}
 	rev, err := ifMatch(c)
 	if err != nil {

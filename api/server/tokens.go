@@ -89,7 +89,7 @@ func (s *Server) createToken(c echo.Context) error {
 }
 
 func (s *Server) listAudit(c echo.Context) error {
-	if err := allow(c, infraReaders...); err != nil {
+	if err := allowInfra(c); err != nil {
 		return err
 	}
 	opts, err := listOptions(c, map[string]func(string) (string, error){"token": nil, "resource": nil, "method": nil})

@@ -133,11 +133,33 @@ func (s *Store) DeleteToken(ctx context.Context, id string) error {
 	return nil
 }
 
-// CountTokens counts tokens with a role.
-func (s *Store) CountTokens(ctx context.Context, role string) (int, error) {
+// BootstrapAdmin creates the first admin token if no admin token exists,
+// and returns its bearer string ("" if one existed). Replicas starting
+// together on one PostgreSQL database take turns on a lock, so exactly one
+// creates it.
+func (s *Store) BootstrapAdmin(ctx context.Context) (string, error) {
+	tx, err := s.w.BeginTxx(ctx, nil)
+	if err != nil {
+		return "", fmt.Errorf("bootstrap admin: %w", err)
+	}
+	defer tx.Rollback()
+	if s.dialect == Postgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7366258)"); err != nil {
+			return "", fmt.Errorf("bootstrap admin: %w", err)
+		}
+	}
 	var n int
-	err := s.r.GetContext(ctx, &n, s.rb("SELECT COUNT(*) FROM tokens WHERE role = ?"), role)
-	return n, err
+	if err := tx.GetContext(ctx, &n, s.rb("SELECT COUNT(*) FROM tokens WHERE role = ?"), types.RoleAdmin); err != nil {
+		return "", fmt.Errorf("bootstrap admin: %w", err)
+	}
+	if n > 0 {
+		return "", nil
+	}
+	_, secret, err := s.createToken(ctx, tx, types.Token{Name: "bootstrap-admin", Role: types.RoleAdmin}, nil)
+	if err != nil {
+		return "", err
+	}
+	return secret, tx.Commit()
 }
 
 // PurgeExpiredTokens deletes tokens that expired before before, and

@@ -2,7 +2,11 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/corral-cloud/corral/api/types"
 )
@@ -55,6 +59,7 @@ var (
 		cols:    []string{"id", "revision", "created_at", "updated_at", "name", "description"},
 		usedBy: []usage{
 			{kind: "server", table: "servers", where: "project_id = ?"},
+			{kind: "group", table: "server_groups", where: "project_id = ?"},
 			{kind: "token", table: "tokens", where: "project_id = ?"},
 		},
 	}
@@ -129,6 +134,23 @@ func (s *Store) CreateZone(ctx context.Context, regionID string, in types.ZoneCr
 func (s *Store) GetZone(ctx context.Context, idOrName string) (types.Zone, error) {
 	row, err := getRow[ZoneRow](ctx, s, s.r, zoneTable, idOrName)
 	return row.API(), err
+}
+
+// GetZoneIn finds a zone of a region by ID or by name: rack names repeat
+// across datacenters, so a name is looked up only within the region.
+func (s *Store) GetZoneIn(ctx context.Context, regionID, idOrName string) (types.Zone, error) {
+	z, err := s.GetZone(ctx, idOrName)
+	if err == nil || !errors.Is(err, ErrAmbiguous) {
+		return z, err
+	}
+	var row ZoneRow
+	if err := s.r.GetContext(ctx, &row, s.rb("SELECT * FROM zones WHERE region_id = ? AND name = ?"), regionID, idOrName); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return types.Zone{}, fmt.Errorf("zone %q in region %s: %w", idOrName, regionID, ErrNotFound)
+		}
+		return types.Zone{}, err
+	}
+	return row.API(), nil
 }
 
 // ListZones returns a page of zones. Filters: region (ID).
@@ -321,6 +343,30 @@ func (s *Store) UpdateImage(ctx context.Context, idOrName string, ifMatch int64,
 	return row.API(), err
 }
 
+// BeginImageUpload moves a queued image to uploading, so that only one
+// upload writes its data. An upload stuck for staleAfter (its corrald died)
+// may be taken over. Anything else is ErrStale.
+func (s *Store) BeginImageUpload(ctx context.Context, id string, staleAfter time.Duration) error {
+	now := time.Now()
+	res, err := s.w.ExecContext(ctx, s.rb(`UPDATE images SET status = ?, revision = revision + 1, updated_at = ?
+		WHERE id = ? AND (status = ? OR (status = ? AND updated_at < ?))`),
+		types.ImageUploading, micros(now), id, types.ImageQueued, types.ImageUploading, micros(now.Add(-staleAfter)))
+	if err != nil {
+		return fmt.Errorf("begin upload of image %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("image %s is not waiting for data: %w", id, ErrStale)
+	}
+	return nil
+}
+
+// AbortImageUpload returns an image whose upload failed to queued.
+func (s *Store) AbortImageUpload(ctx context.Context, id string) error {
+	_, err := s.w.ExecContext(ctx, s.rb("UPDATE images SET status = ?, revision = revision + 1 WHERE id = ? AND status = ?"),
+		types.ImageQueued, id, types.ImageUploading)
+	return err
+}
+
 // SetImageData records an upload: size, digest, and status active.
 func (s *Store) SetImageData(ctx context.Context, id string, size int64, sha256 string) (types.Image, error) {
 	row, err := updateRow(ctx, s, imageTable, id, 0, func(r *ImageRow) error {
@@ -376,7 +422,7 @@ func (s *Store) UpdateProject(ctx context.Context, idOrName string, ifMatch int6
 	return row.API(), err
 }
 
-// DeleteProject deletes a project that has no servers and no tokens.
+// DeleteProject deletes a project that has no servers, groups or tokens.
 func (s *Store) DeleteProject(ctx context.Context, idOrName string, ifMatch int64) error {
 	_, err := deleteRow[ProjectRow](ctx, s, projectTable, idOrName, ifMatch)
 	return err

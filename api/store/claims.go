@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -117,6 +116,14 @@ func (s *Store) DeleteServers(ctx context.Context, ids []string, ifMatch int64) 
 		return nil, fmt.Errorf("delete servers: %w", err)
 	}
 	defer tx.Rollback()
+	out, err := s.deleteServers(ctx, tx, ids, ifMatch)
+	if err != nil {
+		return nil, err
+	}
+	return out, tx.Commit()
+}
+
+func (s *Store) deleteServers(ctx context.Context, tx *sqlx.Tx, ids []string, ifMatch int64) ([]types.Server, error) {
 	out := make([]types.Server, 0, len(ids))
 	for _, id := range ids {
 		row, err := lockRow[ServerRow](ctx, s, tx, serverTable, id)
@@ -134,7 +141,7 @@ func (s *Store) DeleteServers(ctx context.Context, ids []string, ifMatch int64) 
 		}
 		out = append(out, row.API())
 	}
-	return out, tx.Commit()
+	return out, nil
 }
 
 // ReplaceServer deletes old and records its replacement with a new claim in
@@ -244,19 +251,28 @@ func (s *Store) SetGroupSpec(ctx context.Context, id string, spec types.GroupSpe
 	return err
 }
 
-// DeleteGroup deletes a group with all its members, releasing their claims.
-func (s *Store) DeleteGroup(ctx context.Context, id string) error {
-	g, err := s.GetGroup(ctx, id)
+// DeleteGroup deletes a group with all its members, releasing their
+// claims, in one transaction. It returns the deleted members.
+func (s *Store) DeleteGroup(ctx context.Context, idOrName string) ([]types.Server, error) {
+	tx, err := s.w.BeginTxx(ctx, nil)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("delete group: %w", err)
 	}
-	ids := make([]string, len(g.Members))
-	for i, m := range g.Members {
-		ids[i] = m.ServerID
+	defer tx.Rollback()
+	g, err := lockRow[GroupRow](ctx, s, tx, groupTable, idOrName)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := s.DeleteServers(ctx, ids, 0); err != nil && !errors.Is(err, ErrNotFound) {
-		return err
+	var ids []string
+	if err := tx.SelectContext(ctx, &ids, s.rb("SELECT id FROM servers WHERE group_id = ? ORDER BY id"), g.ID); err != nil {
+		return nil, fmt.Errorf("members of group %s: %w", g.ID, err)
 	}
-	_, err = s.w.ExecContext(ctx, s.rb("DELETE FROM server_groups WHERE id = ?"), g.ID)
-	return err
+	gone, err := s.deleteServers(ctx, tx, ids, 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM server_groups WHERE id = ?"), g.ID); err != nil {
+		return nil, fmt.Errorf("delete group %s: %w", g.ID, err)
+	}
+	return gone, tx.Commit()
 }

@@ -216,6 +216,7 @@ func updateRow[R any, P interface {
 	return row, nil
 }
 
+// maxUsers is how many users of each kind an InUseError names.
 const maxUsers = 10
 
 // checkUsers returns an InUseError if anything still uses id.
@@ -231,18 +232,16 @@ func checkUsers(ctx context.Context, s *Store, q sqlx.QueryerContext, t table, i
 			continue
 		}
 		count += n
-		if len(users) < maxUsers {
-			var refs []struct {
-				ID   string `db:"id"`
-				Name string `db:"name"`
-			}
-			if err := sqlx.SelectContext(ctx, q, &refs, s.rb(fmt.Sprintf("SELECT id, name FROM %s WHERE %s ORDER BY id LIMIT %d",
-				u.table, u.where, maxUsers-len(users))), id); err != nil {
-				return fmt.Errorf("check users of %s %s: %w", t.kind, id, err)
-			}
-			for _, r := range refs {
-				users = append(users, types.Ref{Kind: u.kind, ID: r.ID, Name: r.Name})
-			}
+		var refs []struct {
+			ID   string `db:"id"`
+			Name string `db:"name"`
+		}
+		if err := sqlx.SelectContext(ctx, q, &refs, s.rb(fmt.Sprintf("SELECT id, name FROM %s WHERE %s ORDER BY id LIMIT %d",
+			u.table, u.where, maxUsers)), id); err != nil {
+			return fmt.Errorf("check users of %s %s: %w", t.kind, id, err)
+		}
+		for _, r := range refs {
+			users = append(users, types.Ref{Kind: u.kind, ID: r.ID, Name: r.Name})
 		}
 	}
 	if count > 0 {

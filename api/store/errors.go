@@ -32,7 +32,7 @@ var (
 type InUseError struct {
 	Kind  string      // kind of the object being deleted, e.g. "flavor"
 	ID    string      // its ID
-	Users []types.Ref // up to maxUsers of the objects that use it
+	Users []types.Ref // up to maxUsers of each kind of object that uses it
 	Count int         // how many use it in all
 }
 

@@ -90,6 +90,13 @@ func (s *Store) RegisterHost(ctx context.Context, reg types.HostRegister, where 
 	case err != nil:
 		return types.Host{}, "", err
 	default:
+		// A host with servers never changes rack under them: their zone
+		// (a broker's broker.rack) would become a lie.
+		if row.RegionID != where.RegionID || row.ZoneID != where.ZoneID {
+			if err := checkUsers(ctx, s, tx, hostTable, row.ID); err != nil {
+				return types.Host{}, "", err
+			}
+		}
 		row.Revision++
 		row.UpdatedAt = now
 		if row.State != types.HostMaintenance {

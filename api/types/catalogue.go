@@ -129,8 +129,9 @@ type FlavorUpdate struct {
 
 // Image statuses.
 const (
-	ImageQueued = "queued" // created, no data yet
-	ImageActive = "active" // data uploaded and checksummed
+	ImageQueued    = "queued"    // created, no data yet
+	ImageUploading = "uploading" // an upload is writing the data
+	ImageActive    = "active"    // data uploaded and checksummed
 )
 
 // Image is a disk image kept in corrald's image store.

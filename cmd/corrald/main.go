@@ -23,7 +23,6 @@ import (
 
 	"github.com/corral-cloud/corral/api/server"
 	"github.com/corral-cloud/corral/api/store"
-	"github.com/corral-cloud/corral/api/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -133,16 +132,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 // it to tokenFile (mode 0600) and says where. It never expires; revoke it
 // once other admins exist.
 func bootstrap(ctx context.Context, st *store.Store, tokenFile string, log *slog.Logger) error {
-	n, err := st.CountTokens(ctx, types.RoleAdmin)
+	secret, err := st.BootstrapAdmin(ctx)
 	if err != nil {
-		return fmt.Errorf("count admin tokens: %w", err)
+		return err
 	}
-	if n > 0 {
+	if secret == "" {
 		return nil
-	}
-	_, secret, err := st.CreateToken(ctx, types.Token{Name: "bootstrap-admin", Role: types.RoleAdmin}, nil)
-	if err != nil {
-		return fmt.Errorf("create bootstrap admin token: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(tokenFile), 0o700); err != nil {
 		return err

@@ -96,6 +96,17 @@ func testCatalogue(t *testing.T, s *store.Store) {
 	if diff := cmp.Diff([]string{"nvme"}, agg.Traits); diff != "" {
 		t.Errorf("traits: %s", diff)
 	}
+	// Only one upload at a time writes an image's data.
+	img2 := must[types.Image](t)(s.CreateImage(ctx, types.ImageCreate{Name: "racing", DiskFormat: "raw"}))
+	must0(t, s.BeginImageUpload(ctx, img2.ID, time.Hour))
+	if err := s.BeginImageUpload(ctx, img2.ID, time.Hour); !errors.Is(err, store.ErrStale) {
+		t.Errorf("second concurrent upload: %v, want ErrStale", err)
+	}
+	must0(t, s.AbortImageUpload(ctx, img2.ID))
+	must0(t, s.BeginImageUpload(ctx, img2.ID, time.Hour))
+	if err := s.BeginImageUpload(ctx, f.image.ID, time.Hour); !errors.Is(err, store.ErrStale) {
+		t.Errorf("upload to an active image: %v, want ErrStale", err)
+	}
 	if f.image.Status != types.ImageActive || f.image.SHA256 != "abc" || f.image.SizeBytes != 42 {
 		t.Errorf("image after upload = %+v", f.image)
 	}
@@ -361,6 +372,29 @@ func testTokens(t *testing.T, s *store.Store) {
 		if _, err := s.Authenticate(ctx, bad); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("Authenticate(%q) = %v, want ErrNotFound", bad, err)
 		}
+	}
+	// Replicas starting together make exactly one bootstrap admin token.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	made := 0
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			secret, err := s.BootstrapAdmin(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			if secret != "" {
+				made++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if made != 1 {
+		t.Errorf("bootstrap admin tokens made = %d, want 1", made)
 	}
 	n, err := s.PurgeExpiredTokens(ctx, time.Now())
 	if err != nil || n != 1 {
