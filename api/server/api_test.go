@@ -1,12 +1,12 @@
 package server
 
 import (
-	"os"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
