@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -14,7 +12,6 @@ import (
 	"github.com/corral-cloud/corral/api/testenv"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/google/go-cmp/cmp"
-	"github.com/jmoiron/sqlx"
 )
 
 // roomFor40 makes 4 hosts with 10 CPUs each (ratio 1) and a 1-vCPU flavor:
@@ -90,8 +87,7 @@ func TestConcurrentPlacementSQLite(t *testing.T) {
 // two API replicas, each with its own store connection pool and placement
 // snapshot, as two corrald processes would.
 func TestConcurrentPlacementPostgres(t *testing.T) {
-	dsn := testenv.Require(t, "CORRAL_TEST_PG_DSN", "a PostgreSQL server")
-	db := freshPostgres(t, dsn)
+	db := testenv.PostgresDatabase(t, "corral_api")
 	open := func() *store.Store {
 		st, err := store.Open(context.Background(), store.Config{PostgresDSN: db})
 		if err != nil {
@@ -106,28 +102,6 @@ func TestConcurrentPlacementPostgres(t *testing.T) {
 	a.must(200, "POST", "/v1/placement/dry-run", c.server("warm"), nil)
 	b.must(200, "POST", "/v1/placement/dry-run", c.server("warm"), nil)
 	runConcurrentCreates(t, c, a, b)
-}
-
-// freshPostgres creates an empty database and returns its DSN.
-func freshPostgres(t *testing.T, dsn string) string {
-	admin, err := sqlx.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	var b [6]byte
-	rand.Read(b[:])
-	name := "corral_api_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec("DROP DATABASE " + name + " WITH (FORCE)") })
-	base, query, _ := strings.Cut(dsn, "?")
-	out := base[:strings.LastIndex(base, "/")+1] + name
-	if query != "" {
-		out += "?" + query
-	}
-	return out
 }
 
 // TestExplanations: a refused create says why, counted per reason, and the

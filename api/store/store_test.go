@@ -2,8 +2,6 @@ package store_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,42 +29,16 @@ func openSQLite(t *testing.T) *store.Store {
 	return s
 }
 
-// OpenPostgres creates a fresh database on the server named by
-// CORRAL_TEST_PG_DSN and opens a store on it; it is dropped afterwards.
+// openPostgres opens a store on a fresh database of the server named by
+// CORRAL_TEST_PG_DSN.
 func openPostgres(t *testing.T) *store.Store {
 	t.Helper()
-	dsn := testenv.Require(t, "CORRAL_TEST_PG_DSN", "a PostgreSQL server")
-	admin, err := sqlx.Open("pgx", dsn)
+	s, err := store.Open(context.Background(), store.Config{PostgresDSN: testenv.PostgresDatabase(t, "corral_store")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { admin.Close() })
-	var b [6]byte
-	rand.Read(b[:])
-	name := "corral_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatalf("create test database: %v", err)
-	}
-	s, err := store.Open(context.Background(), store.Config{PostgresDSN: withDatabase(dsn, name)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.Close()
-		admin.Exec("DROP DATABASE " + name + " WITH (FORCE)")
-	})
+	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-// withDatabase replaces the database of a postgres:// URL.
-func withDatabase(dsn, db string) string {
-	base, query, _ := strings.Cut(dsn, "?")
-	i := strings.LastIndex(base, "/")
-	out := base[:i+1] + db
-	if query != "" {
-		out += "?" + query
-	}
-	return out
 }
 
 func TestSQLite(t *testing.T)   { storetest.Run(t, openSQLite) }

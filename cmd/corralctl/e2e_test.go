@@ -8,18 +8,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/corral-cloud/corral/api/client"
+	"github.com/corral-cloud/corral/api/testenv"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/google/go-cmp/cmp"
 )
@@ -40,97 +37,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var (
-	buildOnce sync.Once
-	buildErr  error
-)
+var buildOnce sync.Once
 
 // binaries builds corrald and corralctl with one go build, the first time
 // a test asks for them, and returns their paths.
 func binaries(t *testing.T) (corrald, corralctl string) {
 	t.Helper()
-	buildOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator), "../corrald", ".")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
+	buildOnce.Do(func() { testenv.Build(t, binDir, "../corrald", ".") })
 	return filepath.Join(binDir, "corrald"), filepath.Join(binDir, "corralctl")
-}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// startCorrald runs corrald on a fresh data directory until the test ends
-// and returns its endpoint and the bootstrap admin token file.
-func startCorrald(t *testing.T, bin string) (endpoint, tokenFile string) {
-	t.Helper()
-	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "data")
-	logPath := filepath.Join(dir, "corrald.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--listen", addr, "--data-dir", dataDir)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		logFile.Close()
-		if t.Failed() {
-			log, _ := os.ReadFile(logPath)
-			t.Logf("corrald log:\n%s", log)
-		}
-	})
-	endpoint = "http://" + addr
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(endpoint + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("corrald exited before it was ready: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("corrald not ready at %s after 15 s: %v", endpoint, err)
-		}
-	}
-	tokenFile = filepath.Join(dataDir, "admin-token")
-	if _, err := os.Stat(tokenFile); err != nil {
-		t.Fatalf("bootstrap token: %v", err)
-	}
-	return endpoint, tokenFile
 }
 
 // ctlResult is what one run of the corralctl binary did.
@@ -216,7 +130,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Skip("builds and runs corrald")
 	}
 	corrald, corralctl := binaries(t)
-	endpoint, tokenFile := startCorrald(t, corrald)
+	cd := testenv.StartCorrald(t, corrald)
+	endpoint, tokenFile := cd.Endpoint, cd.TokenFile
 	ctl := newCtlRunner(t, corralctl, endpoint, tokenFile)
 
 	// The catalogue.

@@ -2,24 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/corral-cloud/corral/api/client"
 	"github.com/corral-cloud/corral/api/testenv"
 	"github.com/corral-cloud/corral/api/types"
-	_ "github.com/jackc/pgx/v5/stdlib"
-	"github.com/jmoiron/sqlx"
 )
 
 // TestTwoReplicasOnePostgres starts two real corrald processes on one
@@ -27,35 +19,20 @@ import (
 // at hosts with room for exactly 40: exactly 40 are placed, 10 get a clear
 // 409, and no host is over its limit.
 func TestTwoReplicasOnePostgres(t *testing.T) {
-	dsn := testenv.Require(t, "CORRAL_TEST_PG_DSN", "a PostgreSQL server")
-	db := freshDatabase(t, dsn)
+	db := testenv.PostgresDatabase(t, "corral_replicas")
 	dir := t.TempDir()
+	testenv.Build(t, dir, ".")
 	bin := filepath.Join(dir, "corrald")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build corrald: %v\n%s", err, out)
-	}
-	start := func(name string) string {
-		addr := freeAddr(t)
-		cmd := exec.Command(bin, "--listen", addr, "--data-dir", filepath.Join(dir, name), "--postgres-dsn", db,
-			"--bootstrap-token-file", filepath.Join(dir, "admin-token"))
-		log, _ := os.Create(filepath.Join(dir, name+".log"))
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		waitReady(t, "http://"+addr)
-		return "http://" + addr
-	}
-	a := start("a") // writes the bootstrap admin token
-	b := start("b") // finds an admin and writes none
-	tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
+	// a writes the bootstrap admin token; b finds an admin and writes none.
+	a := testenv.StartCorrald(t, bin, "--postgres-dsn", db)
+	b := testenv.StartCorrald(t, bin, "--postgres-dsn", db)
+	tok, err := os.ReadFile(a.TokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ca := client.New(a, strings.TrimSpace(string(tok)), nil)
-	cb := client.New(b, strings.TrimSpace(string(tok)), nil)
+	ca := client.New(a.Endpoint, strings.TrimSpace(string(tok)), nil)
+	cb := client.New(b.Endpoint, strings.TrimSpace(string(tok)), nil)
 	mustCreate := func(path string, in any) {
 		if _, err := client.Create[map[string]any](ctx, ca, path, in, ""); err != nil {
 			t.Fatalf("create %s: %v", path, err)
@@ -119,48 +96,4 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 	if total != 40 {
 		t.Errorf("allocated %d vCPUs, want 40", total)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitReady(t *testing.T, url string) {
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if r, err := http.Get(url + "/readyz"); err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("corrald at %s not ready", url)
-}
-
-func freshDatabase(t *testing.T, dsn string) string {
-	admin, err := sqlx.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	var b [6]byte
-	rand.Read(b[:])
-	name := "corral_replicas_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec("DROP DATABASE " + name + " WITH (FORCE)") })
-	base, query, _ := strings.Cut(dsn, "?")
-	out := base[:strings.LastIndex(base, "/")+1] + name
-	if query != "" {
-		out += "?" + query
-	}
-	return out
 }
