@@ -1,376 +1,153 @@
 package server
 
 import (
-	"net/http"
+	"context"
+
+	"github.com/corral-cloud/corral/api/store"
 
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/labstack/echo/v4"
 )
 
 // This file holds the simple catalogue resources: regions, zones,
-// aggregates, flavors and projects. Images, hosts, servers and tokens have
-// files of their own.
+// aggregates, flavors and projects, made of the generic handlers in
+// handlers.go. Images, hosts, servers, groups and tokens have files of
+// their own.
 
 func (s *Server) regionRoutes(g *echo.Group) {
-	g.POST("/regions", func(c echo.Context) error {
-		if err := allow(c, adminOnly...); err != nil {
-			return err
-		}
-		var in types.RegionCreate
-		if err := s.decode(c, &in); err != nil {
-			return err
-		}
-		if err := first(checkName("name", in.Name, maxNameLen), checkDescription(in.Description)); err != nil {
-			return err
-		}
-		r, err := s.store.CreateRegion(c.Request().Context(), in)
-		return created(c, r.ID, r.Revision, r, err)
-	})
-	g.GET("/regions", func(c echo.Context) error {
-		if err := allow(c, catalogRead...); err != nil {
-			return err
-		}
-		opts, err := listOptions(c, nil)
-		if err != nil {
-			return err
-		}
-		l, err := s.store.ListRegions(c.Request().Context(), opts)
-		return listJSON(c, l, err)
-	})
-	g.GET("/regions/:id", func(c echo.Context) error {
-		if err := allow(c, catalogRead...); err != nil {
-			return err
-		}
-		r, err := s.store.GetRegion(c.Request().Context(), c.Param("id"))
-		return found(c, r.Revision, r, err)
-	})
-	g.PATCH("/regions/:id", func(c echo.Context) error {
-		var in types.RegionUpdate
-		rev, err := s.prepareUpdate(c, &in)
-		if err != nil {
-			return err
-		}
-		if in.Name != nil {
-			if err := checkName("name", *in.Name, maxNameLen); err != nil {
-				return err
-			}
-		}
-		if in.Description != nil {
-			if err := checkDescription(*in.Description); err != nil {
-				return err
-			}
-		}
-		r, err := s.store.UpdateRegion(c.Request().Context(), c.Param("id"), rev, in)
-		return found(c, r.Revision, r, err)
-	})
+	st := s.store
+	g.POST("/regions", createHandler(s, adminOnly, func(_ echo.Context, in *types.RegionCreate) error {
+		return first(checkName("name", in.Name, maxNameLen), checkDescription(in.Description))
+	}, st.CreateRegion))
+	g.GET("/regions", listHandler(catalogRead, nil, st.ListRegions))
+	g.GET("/regions/:id", showHandler(catalogRead, st.GetRegion))
+	g.PATCH("/regions/:id", patchHandler(s, func(in *types.RegionUpdate) error {
+		return checkNameDesc(in.Name, in.Description)
+	}, st.UpdateRegion))
 	g.DELETE("/regions/:id", s.deleteHandler(func(c echo.Context, id string, rev int64) error {
-		return s.store.DeleteRegion(c.Request().Context(), id, rev)
+		return st.DeleteRegion(c.Request().Context(), id, rev)
 	}))
 }
 
 func (s *Server) zoneRoutes(g *echo.Group) {
-	g.POST("/zones", func(c echo.Context) error {
-		if err := allow(c, adminOnly...); err != nil {
-			return err
-		}
-		var in types.ZoneCreate
-		if err := s.decode(c, &in); err != nil {
-			return err
-		}
+	st := s.store
+	// A zone is created in a region given by ID or name.
+	g.POST("/zones", createHandler(s, adminOnly, func(c echo.Context, in *types.ZoneCreate) error {
 		if err := first(checkName("name", in.Name, maxNameLen), checkDescription(in.Description)); err != nil {
 			return err
 		}
 		if in.Region == "" {
 			return types.FieldError("region", "is required")
 		}
-		ctx := c.Request().Context()
-		region, err := s.store.GetRegion(ctx, in.Region)
+		region, err := st.GetRegion(c.Request().Context(), in.Region)
 		if err != nil {
 			return refError("region", err)
 		}
-		z, err := s.store.CreateZone(ctx, region.ID, in)
-		return created(c, z.ID, z.Revision, z, err)
-	})
-	g.GET("/zones", func(c echo.Context) error {
-		if err := allow(c, catalogRead...); err != nil {
-			return err
-		}
-		opts, err := listOptions(c, map[string]func(string) (string, error){"region": s.regionID(c)})
-		if err != nil {
-			return err
-		}
-		l, err := s.store.ListZones(c.Request().Context(), opts)
-		return listJSON(c, l, err)
-	})
-	g.GET("/zones/:id", func(c echo.Context) error {
-		if err := allow(c, catalogRead...); err != nil {
-			return err
-		}
-		z, err := s.store.GetZone(c.Request().Context(), c.Param("id"))
-		return found(c, z.Revision, z, err)
-	})
-	g.PATCH("/zones/:id", func(c echo.Context) error {
-		var in types.ZoneUpdate
-		rev, err := s.prepareUpdate(c, &in)
-		if err != nil {
-			return err
-		}
-		if in.Name != nil {
-			if err := checkName("name", *in.Name, maxNameLen); err != nil {
-				return err
-			}
-		}
-		if in.Description != nil {
-			if err := checkDescription(*in.Description); err != nil {
-				return err
-			}
-		}
-		z, err := s.store.UpdateZone(c.Request().Context(), c.Param("id"), rev, in)
-		return found(c, z.Revision, z, err)
-	})
+		in.Region = region.ID
+		return nil
+	}, func(ctx context.Context, in types.ZoneCreate) (types.Zone, error) {
+		return st.CreateZone(ctx, in.Region, in)
+	}))
+	g.GET("/zones", listHandler(catalogRead, func(c echo.Context) map[string]func(string) (string, error) {
+		return map[string]func(string) (string, error){"region": s.regionID(c)}
+	}, st.ListZones))
+	g.GET("/zones/:id", showHandler(catalogRead, st.GetZone))
+	g.PATCH("/zones/:id", patchHandler(s, func(in *types.ZoneUpdate) error {
+		return checkNameDesc(in.Name, in.Description)
+	}, st.UpdateZone))
 	g.DELETE("/zones/:id", s.deleteHandler(func(c echo.Context, id string, rev int64) error {
-		return s.store.DeleteZone(c.Request().Context(), id, rev)
+		return st.DeleteZone(c.Request().Context(), id, rev)
 	}))
 }
 
 func (s *Server) aggregateRoutes(g *echo.Group) {
-	g.POST("/aggregates", func(c echo.Context) error {
-		if err := allow(c, adminOnly...); err != nil {
-			return err
-		}
-		var in types.AggregateCreate
-		if err := s.decode(c, &in); err != nil {
-			return err
-		}
-		a := types.Aggregate{Name: in.Name, Traits: in.Traits, CPUAllocationRatio: 1, RAMAllocationRatio: 1,
-			ReservedMemoryMiB: in.ReservedMemoryMiB, ReservedCPUs: in.ReservedCPUs, Weigher: in.Weigher, Description: in.Description}
-		if a.Traits == nil {
-			a.Traits = []string{}
-		}
-		if in.CPUAllocationRatio != nil {
-			a.CPUAllocationRatio = *in.CPUAllocationRatio
-		}
-		if in.RAMAllocationRatio != nil {
-			a.RAMAllocationRatio = *in.RAMAllocationRatio
-		}
-		if a.Weigher == "" {
-			a.Weigher = "spread"
-		}
-		if err := checkAggregate(a); err != nil {
-			return err
-		}
-		out, err := s.store.CreateAggregate(c.Request().Context(), a)
-		return created(c, out.ID, out.Revision, out, err)
-	})
-	g.GET("/aggregates", func(c echo.Context) error {
-		if err := allow(c, catalogRead...); err != nil {
-			return err
-		}
-		opts, err := listOptions(c, nil)
-		if err != nil {
-			return err
-		}
-		l, err := s.store.ListAggregates(c.Request().Context(), opts)
-		return listJSON(c, l, err)
-	})
-	g.GET("/aggregates/:id", func(c echo.Context) error {
-		if err := allow(c, catalogRead...); err != nil {
-			return err
-		}
-		a, err := s.store.GetAggregate(c.Request().Context(), c.Param("id"))
-		return found(c, a.Revision, a, err)
-	})
-	g.PATCH("/aggregates/:id", func(c echo.Context) error {
-		var in types.AggregateUpdate
-		rev, err := s.prepareUpdate(c, &in)
-		if err != nil {
-			return err
-		}
-		a, err := s.store.UpdateAggregate(c.Request().Context(), c.Param("id"), rev, in, checkAggregate)
-		return found(c, a.Revision, a, err)
-	})
+	st := s.store
+	g.POST("/aggregates", createHandler(s, adminOnly, func(_ echo.Context, in *types.AggregateCreate) error {
+		return checkAggregate(aggregateDefaults(*in))
+	}, func(ctx context.Context, in types.AggregateCreate) (types.Aggregate, error) {
+		return st.CreateAggregate(ctx, aggregateDefaults(in))
+	}))
+	g.GET("/aggregates", listHandler(catalogRead, nil, st.ListAggregates))
+	g.GET("/aggregates/:id", showHandler(catalogRead, st.GetAggregate))
+	// The whole aggregate is validated after the patch, inside the update.
+	g.PATCH("/aggregates/:id", patchHandler(s, func(*types.AggregateUpdate) error { return nil },
+		func(ctx context.Context, id string, rev int64, in types.AggregateUpdate) (types.Aggregate, error) {
+			return st.UpdateAggregate(ctx, id, rev, in, checkAggregate)
+		}))
 	g.DELETE("/aggregates/:id", s.deleteHandler(func(c echo.Context, id string, rev int64) error {
-		return s.store.DeleteAggregate(c.Request().Context(), id, rev)
+		return st.DeleteAggregate(c.Request().Context(), id, rev)
 	}))
 }
 
+// aggregateDefaults fills in what a create leaves out: no overcommit
+// (ratios 1), the spread weigher, no traits.
+func aggregateDefaults(in types.AggregateCreate) types.Aggregate {
+	a := types.Aggregate{Name: in.Name, Traits: in.Traits, CPUAllocationRatio: 1, RAMAllocationRatio: 1,
+		ReservedMemoryMiB: in.ReservedMemoryMiB, ReservedCPUs: in.ReservedCPUs, Weigher: in.Weigher, Description: in.Description}
+	if a.Traits == nil {
+		a.Traits = []string{}
+	}
+	if in.CPUAllocationRatio != nil {
+		a.CPUAllocationRatio = *in.CPUAllocationRatio
+	}
+	if in.RAMAllocationRatio != nil {
+		a.RAMAllocationRatio = *in.RAMAllocationRatio
+	}
+	if a.Weigher == "" {
+		a.Weigher = "spread"
+	}
+	return a
+}
+
 func (s *Server) flavorRoutes(g *echo.Group) {
-	g.POST("/flavors", func(c echo.Context) error {
-		if err := allow(c, adminOnly...); err != nil {
-			return err
-		}
-		var in types.FlavorCreate
-		if err := s.decode(c, &in); err != nil {
-			return err
-		}
+	st := s.store
+	g.POST("/flavors", createHandler(s, adminOnly, func(_ echo.Context, in *types.FlavorCreate) error {
 		if in.Kind == "" {
 			in.Kind = types.KindVM
 		}
-		if err := checkFlavor(in); err != nil {
-			return err
-		}
-		f, err := s.store.CreateFlavor(c.Request().Context(), in)
-		return created(c, f.ID, f.Revision, f, err)
-	})
-	g.GET("/flavors", func(c echo.Context) error {
-		if err := allow(c, catalogRead...); err != nil {
-			return err
-		}
-		opts, err := listOptions(c, map[string]func(string) (string, error){"kind": nil})
-		if err != nil {
-			return err
-		}
-		l, err := s.store.ListFlavors(c.Request().Context(), opts)
-		return listJSON(c, l, err)
-	})
-	g.GET("/flavors/:id", func(c echo.Context) error {
-		if err := allow(c, catalogRead...); err != nil {
-			return err
-		}
-		f, err := s.store.GetFlavor(c.Request().Context(), c.Param("id"))
-		return found(c, f.Revision, f, err)
-	})
-	g.PATCH("/flavors/:id", func(c echo.Context) error {
-		var in types.FlavorUpdate
-		rev, err := s.prepareUpdate(c, &in)
-		if err != nil {
-			return err
-		}
-		if in.Name != nil {
-			if err := checkName("name", *in.Name, maxNameLen); err != nil {
-				return err
-			}
-		}
-		if in.Description != nil {
-			if err := checkDescription(*in.Description); err != nil {
-				return err
-			}
-		}
-		f, err := s.store.UpdateFlavor(c.Request().Context(), c.Param("id"), rev, in)
-		return found(c, f.Revision, f, err)
-	})
+		return checkFlavor(*in)
+	}, st.CreateFlavor))
+	g.GET("/flavors", listHandler(catalogRead, func(echo.Context) map[string]func(string) (string, error) {
+		return map[string]func(string) (string, error){"kind": nil}
+	}, st.ListFlavors))
+	g.GET("/flavors/:id", showHandler(catalogRead, st.GetFlavor))
+	g.PATCH("/flavors/:id", patchHandler(s, func(in *types.FlavorUpdate) error {
+		return checkNameDesc(in.Name, in.Description)
+	}, st.UpdateFlavor))
 	g.DELETE("/flavors/:id", s.deleteHandler(func(c echo.Context, id string, rev int64) error {
-		return s.store.DeleteFlavor(c.Request().Context(), id, rev)
+		return st.DeleteFlavor(c.Request().Context(), id, rev)
 	}))
 }
 
 func (s *Server) projectRoutes(g *echo.Group) {
-	g.POST("/projects", func(c echo.Context) error {
-		if err := allow(c, adminOnly...); err != nil {
-			return err
-		}
-		var in types.ProjectCreate
-		if err := s.decode(c, &in); err != nil {
-			return err
-		}
-		if err := first(checkName("name", in.Name, maxNameLen), checkDescription(in.Description)); err != nil {
-			return err
-		}
-		p, err := s.store.CreateProject(c.Request().Context(), in)
-		return created(c, p.ID, p.Revision, p, err)
-	})
+	st := s.store
+	g.POST("/projects", createHandler(s, adminOnly, func(_ echo.Context, in *types.ProjectCreate) error {
+		return first(checkName("name", in.Name, maxNameLen), checkDescription(in.Description))
+	}, st.CreateProject))
+	// Members and project readers see only their own project.
 	g.GET("/projects", func(c echo.Context) error {
-		if err := allow(c, readers...); err != nil {
-			return err
-		}
-		opts, err := listOptions(c, nil)
-		if err != nil {
-			return err
-		}
-		if scope := projectScope(c); scope != "" {
-			opts.Filters["id"] = scope
-		}
-		l, err := s.store.ListProjects(c.Request().Context(), opts)
-		return listJSON(c, l, err)
+		return listHandler(readers, nil, func(ctx context.Context, opts store.ListOptions) (types.List[types.Project], error) {
+			if scope := projectScope(c); scope != "" {
+				opts.Filters["id"] = scope
+			}
+			return st.ListProjects(ctx, opts)
+		})(c)
 	})
 	g.GET("/projects/:id", func(c echo.Context) error {
-		if err := allow(c, readers...); err != nil {
-			return err
-		}
-		p, err := s.store.GetProject(c.Request().Context(), c.Param("id"))
-		if err == nil {
-			if scope := projectScope(c); scope != "" && scope != p.ID {
-				return notFound("project", c.Param("id"))
+		return showHandler(readers, func(ctx context.Context, id string) (types.Project, error) {
+			p, err := st.GetProject(ctx, id)
+			if scope := projectScope(c); err == nil && scope != "" && scope != p.ID {
+				return types.Project{}, notFound("project", id)
 			}
-		}
-		return found(c, p.Revision, p, err)
+			return p, err
+		})(c)
 	})
-	g.PATCH("/projects/:id", func(c echo.Context) error {
-		var in types.ProjectUpdate
-		rev, err := s.prepareUpdate(c, &in)
-		if err != nil {
-			return err
-		}
-		if in.Name != nil {
-			if err := checkName("name", *in.Name, maxNameLen); err != nil {
-				return err
-			}
-		}
-		if in.Description != nil {
-			if err := checkDescription(*in.Description); err != nil {
-				return err
-			}
-		}
-		p, err := s.store.UpdateProject(c.Request().Context(), c.Param("id"), rev, in)
-		return found(c, p.Revision, p, err)
-	})
+	g.PATCH("/projects/:id", patchHandler(s, func(in *types.ProjectUpdate) error {
+		return checkNameDesc(in.Name, in.Description)
+	}, st.UpdateProject))
 	g.DELETE("/projects/:id", s.deleteHandler(func(c echo.Context, id string, rev int64) error {
-		return s.store.DeleteProject(c.Request().Context(), id, rev)
+		return st.DeleteProject(c.Request().Context(), id, rev)
 	}))
-}
-
-// decode reads a JSON body within the configured limit.
-func (s *Server) decode(c echo.Context, v any) error {
-	return decodeJSON(c.Request(), s.cfg.MaxBodyBytes, v)
-}
-
-// prepareUpdate checks that the caller is an admin, decodes the patch and
-// reads If-Match.
-func (s *Server) prepareUpdate(c echo.Context, v any) (int64, error) {
-	if err := allow(c, adminOnly...); err != nil {
-		return 0, err
-	}
-	rev, err := ifMatch(c)
-	if err != nil {
-		return 0, err
-	}
-	return rev, s.decode(c, v)
-}
-
-// deleteHandler is an admin-only DELETE that honours If-Match and answers
-// 204.
-func (s *Server) deleteHandler(del func(c echo.Context, id string, rev int64) error) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if err := allow(c, adminOnly...); err != nil {
-			return err
-		}
-		rev, err := ifMatch(c)
-		if err != nil {
-			return err
-		}
-		if err := del(c, c.Param("id"), rev); err != nil {
-			return err
-		}
-		return c.NoContent(http.StatusNoContent)
-	}
-}
-
-// created answers 201 with a Location, or the error.
-func created(c echo.Context, id string, revision int64, v any, err error) error {
-	if err != nil {
-		return err
-	}
-	setResource(c, id)
-	c.Response().Header().Set("Location", c.Request().URL.Path+"/"+id)
-	return object(c, http.StatusCreated, revision, v)
-}
-
-// found answers 200 with the object, or the error.
-func found(c echo.Context, revision int64, v any, err error) error {
-	if err != nil {
-		return err
-	}
-	return object(c, http.StatusOK, revision, v)
 }
 
 // regionID resolves a region filter given by ID or name.

@@ -13,65 +13,25 @@ import (
 )
 
 func (s *Server) imageRoutes(g *echo.Group) {
-	g.POST("/images", func(c echo.Context) error {
-		if err := allow(c, adminOnly...); err != nil {
-			return err
-		}
-		var in types.ImageCreate
-		if err := s.decode(c, &in); err != nil {
-			return err
-		}
-		if err := first(checkName("name", in.Name, maxNameLen), checkOneOf("disk_format", in.DiskFormat, "qcow2", "raw"),
-			checkRange("min_disk_gib", in.MinDiskGiB, 0, maxDiskGiB), checkDescription(in.Description)); err != nil {
-			return err
-		}
-		img, err := s.store.CreateImage(c.Request().Context(), in)
-		return created(c, img.ID, img.Revision, img, err)
-	})
-	g.GET("/images", func(c echo.Context) error {
-		if err := allow(c, catalogRead...); err != nil {
-			return err
-		}
-		opts, err := listOptions(c, map[string]func(string) (string, error){"status": nil})
-		if err != nil {
-			return err
-		}
-		l, err := s.store.ListImages(c.Request().Context(), opts)
-		return listJSON(c, l, err)
-	})
-	g.GET("/images/:id", func(c echo.Context) error {
-		if err := allow(c, catalogRead...); err != nil {
-			return err
-		}
-		img, err := s.store.GetImage(c.Request().Context(), c.Param("id"))
-		return found(c, img.Revision, img, err)
-	})
-	g.PATCH("/images/:id", func(c echo.Context) error {
-		var in types.ImageUpdate
-		rev, err := s.prepareUpdate(c, &in)
-		if err != nil {
-			return err
-		}
-		if in.Name != nil {
-			if err := checkName("name", *in.Name, maxNameLen); err != nil {
-				return err
-			}
-		}
+	st := s.store
+	g.POST("/images", createHandler(s, adminOnly, func(_ echo.Context, in *types.ImageCreate) error {
+		return first(checkName("name", in.Name, maxNameLen), checkOneOf("disk_format", in.DiskFormat, "qcow2", "raw"),
+			checkRange("min_disk_gib", in.MinDiskGiB, 0, maxDiskGiB), checkDescription(in.Description))
+	}, st.CreateImage))
+	g.GET("/images", listHandler(catalogRead, func(echo.Context) map[string]func(string) (string, error) {
+		return map[string]func(string) (string, error){"status": nil}
+	}, st.ListImages))
+	g.GET("/images/:id", showHandler(catalogRead, st.GetImage))
+	g.PATCH("/images/:id", patchHandler(s, func(in *types.ImageUpdate) error {
 		if in.MinDiskGiB != nil {
 			if err := checkRange("min_disk_gib", *in.MinDiskGiB, 0, maxDiskGiB); err != nil {
 				return err
 			}
 		}
-		if in.Description != nil {
-			if err := checkDescription(*in.Description); err != nil {
-				return err
-			}
-		}
-		img, err := s.store.UpdateImage(c.Request().Context(), c.Param("id"), rev, in)
-		return found(c, img.Revision, img, err)
-	})
+		return checkNameDesc(in.Name, in.Description)
+	}, st.UpdateImage))
 	g.DELETE("/images/:id", s.deleteHandler(func(c echo.Context, id string, rev int64) error {
-		img, err := s.store.DeleteImage(c.Request().Context(), id, rev)
+		img, err := st.DeleteImage(c.Request().Context(), id, rev)
 		if err != nil {
 			return err
 		}

@@ -41,3 +41,6 @@ const (
 	// only heartbeat and read what its host needs.
 	RoleAgent = "agent"
 )
+
+// GetMeta returns the metadata; every resource embedding Meta has it.
+func (m Meta) GetMeta() Meta { return m }
