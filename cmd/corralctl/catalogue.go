@@ -20,30 +20,11 @@ var regionKind = &kind[types.Region]{
 func (a *app) regionCommand() *cobra.Command {
 	k := regionKind
 	var in types.RegionCreate
-	var key string
-	create := &cobra.Command{
-		Use: "create NAME", Short: "Create a region (a datacenter)", Args: cobra.ExactArgs(1),
-		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			in.Name = args[0]
-			_, err := a.createObject(ctx, k.path, in, key)
-			return err
-		}),
-	}
+	create := createCommand(a, k, "create NAME", "Create a region (a datacenter)", &in, func(n string) { in.Name = n })
 	create.Flags().StringVar(&in.Description, "description", "", "description")
-	addIdempotencyFlag(create, &key)
-
-	var name, desc string
-	var rev int64
-	update := &cobra.Command{
-		Use: "update ID|NAME", Short: "Change a region", Args: cobra.ExactArgs(1),
-		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			up := types.RegionUpdate{Name: optional(cmd, "name", name), Description: optional(cmd, "description", desc)}
-			return updateObject(ctx, a, cmd, k, args[0], up, rev)
-		}),
-	}
-	update.Flags().StringVar(&name, "name", "", "new name")
-	update.Flags().StringVar(&desc, "description", "", "new description")
-	addIfMatchFlag(update, &rev)
+	update := renameCommand(a, k, "Change a region", func(name, desc *string) any {
+		return types.RegionUpdate{Name: name, Description: desc}
+	})
 
 	return group("region", "Manage regions (datacenters)",
 		listCommand(a, k), showCommand(a, k), create, update, deleteCommand(a, k, true))
@@ -59,32 +40,13 @@ var zoneKind = &kind[types.Zone]{
 func (a *app) zoneCommand() *cobra.Command {
 	k := zoneKind
 	var in types.ZoneCreate
-	var key string
-	create := &cobra.Command{
-		Use: "create NAME --region REGION", Short: "Create a zone (a rack) in a region", Args: cobra.ExactArgs(1),
-		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			in.Name = args[0]
-			_, err := a.createObject(ctx, k.path, in, key)
-			return err
-		}),
-	}
+	create := createCommand(a, k, "create NAME --region REGION", "Create a zone (a rack) in a region", &in, func(n string) { in.Name = n })
 	create.Flags().StringVar(&in.Region, "region", "", "the zone's region (ID or name); a zone never moves")
 	create.Flags().StringVar(&in.Description, "description", "", "description")
 	create.MarkFlagRequired("region")
-	addIdempotencyFlag(create, &key)
-
-	var name, desc string
-	var rev int64
-	update := &cobra.Command{
-		Use: "update ID|NAME", Short: "Change a zone", Args: cobra.ExactArgs(1),
-		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			up := types.ZoneUpdate{Name: optional(cmd, "name", name), Description: optional(cmd, "description", desc)}
-			return updateObject(ctx, a, cmd, k, args[0], up, rev)
-		}),
-	}
-	update.Flags().StringVar(&name, "name", "", "new name")
-	update.Flags().StringVar(&desc, "description", "", "new description")
-	addIfMatchFlag(update, &rev)
+	update := renameCommand(a, k, "Change a zone", func(name, desc *string) any {
+		return types.ZoneUpdate{Name: name, Description: desc}
+	})
 
 	return group("zone", "Manage zones (racks)",
 		listCommand(a, k), showCommand(a, k), create, update, deleteCommand(a, k, true))
@@ -187,15 +149,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func (a *app) flavorCommand() *cobra.Command {
 	k := flavorKind
 	var in types.FlavorCreate
-	var key string
-	create := &cobra.Command{
-		Use: "create NAME --vcpus N --ram-mib N", Short: "Create a flavor (a server size)", Args: cobra.ExactArgs(1),
-		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			in.Name = args[0]
-			_, err := a.createObject(ctx, k.path, in, key)
-			return err
-		}),
-	}
+	create := createCommand(a, k, "create NAME --vcpus N --ram-mib N", "Create a flavor (a server size)", &in, func(n string) { in.Name = n })
 	fl := create.Flags()
 	fl.StringVar(&in.Kind, "kind", "", "kind of server sized: vm or baremetal (default vm)")
 	fl.Int64Var(&in.VCPUs, "vcpus", 0, "virtual CPUs")
@@ -209,20 +163,9 @@ func (a *app) flavorCommand() *cobra.Command {
 	fl.StringVar(&in.Description, "description", "", "description")
 	create.MarkFlagRequired("vcpus")
 	create.MarkFlagRequired("ram-mib")
-	addIdempotencyFlag(create, &key)
-
-	var name, desc string
-	var rev int64
-	update := &cobra.Command{
-		Use: "update ID|NAME", Short: "Rename or describe a flavor (sizes never change: create a new flavor)", Args: cobra.ExactArgs(1),
-		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			up := types.FlavorUpdate{Name: optional(cmd, "name", name), Description: optional(cmd, "description", desc)}
-			return updateObject(ctx, a, cmd, k, args[0], up, rev)
-		}),
-	}
-	update.Flags().StringVar(&name, "name", "", "new name")
-	update.Flags().StringVar(&desc, "description", "", "new description")
-	addIfMatchFlag(update, &rev)
+	update := renameCommand(a, k, "Rename or describe a flavor (sizes never change: create a new flavor)", func(name, desc *string) any {
+		return types.FlavorUpdate{Name: name, Description: desc}
+	})
 
 	return group("flavor", "Manage flavors (server sizes)",
 		listCommand(a, k), showCommand(a, k), create, update, deleteCommand(a, k, true))
@@ -237,30 +180,11 @@ var projectKind = &kind[types.Project]{
 func (a *app) projectCommand() *cobra.Command {
 	k := projectKind
 	var in types.ProjectCreate
-	var key string
-	create := &cobra.Command{
-		Use: "create NAME", Short: "Create a project (a tenant)", Args: cobra.ExactArgs(1),
-		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			in.Name = args[0]
-			_, err := a.createObject(ctx, k.path, in, key)
-			return err
-		}),
-	}
+	create := createCommand(a, k, "create NAME", "Create a project (a tenant)", &in, func(n string) { in.Name = n })
 	create.Flags().StringVar(&in.Description, "description", "", "description")
-	addIdempotencyFlag(create, &key)
-
-	var name, desc string
-	var rev int64
-	update := &cobra.Command{
-		Use: "update ID|NAME", Short: "Change a project", Args: cobra.ExactArgs(1),
-		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			up := types.ProjectUpdate{Name: optional(cmd, "name", name), Description: optional(cmd, "description", desc)}
-			return updateObject(ctx, a, cmd, k, args[0], up, rev)
-		}),
-	}
-	update.Flags().StringVar(&name, "name", "", "new name")
-	update.Flags().StringVar(&desc, "description", "", "new description")
-	addIfMatchFlag(update, &rev)
+	update := renameCommand(a, k, "Change a project", func(name, desc *string) any {
+		return types.ProjectUpdate{Name: name, Description: desc}
+	})
 
 	return group("project", "Manage projects (tenants)",
 		listCommand(a, k), showCommand(a, k), create, update, deleteCommand(a, k, true))

@@ -333,3 +333,38 @@ func optional[V any](cmd *cobra.Command, name string, v V) *V {
 
 // join renders a list in one table cell.
 func join(v []string) string { return strings.Join(v, ",") }
+
+// createCommand is "create NAME" for a resource whose request the command's
+// flags fill: body points at the request, setName puts the argument in it.
+func createCommand[T any](a *app, k *kind[T], use, short string, body any, setName func(string)) *cobra.Command {
+	var key string
+	cmd := &cobra.Command{
+		Use: use, Short: short, Args: cobra.ExactArgs(1),
+		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
+			setName(args[0])
+			_, err := a.createObject(ctx, k.path, body, key)
+			return err
+		}),
+	}
+	addIdempotencyFlag(cmd, &key)
+	return cmd
+}
+
+// renameCommand is "update ID|NAME" with --name and --description, for
+// resources whose patch holds only those; patch builds the request from
+// the flags that were given.
+func renameCommand[T any](a *app, k *kind[T], short string, patch func(name, description *string) any) *cobra.Command {
+	var name, desc string
+	var rev int64
+	cmd := &cobra.Command{
+		Use: "update ID|NAME", Short: short, Args: cobra.ExactArgs(1),
+		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			up := patch(optional(cmd, "name", name), optional(cmd, "description", desc))
+			return updateObject(ctx, a, cmd, k, args[0], up, rev)
+		}),
+	}
+	cmd.Flags().StringVar(&name, "name", "", "new name")
+	cmd.Flags().StringVar(&desc, "description", "", "new description")
+	addIfMatchFlag(cmd, &rev)
+	return cmd
+}
