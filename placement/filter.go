@@ -223,13 +223,20 @@ func (s *Snapshot) filterAggregates(c *compiled, i int32) Reason {
 	if c.aggMiss {
 		return ReasonMissingAggregate
 	}
-	hm := s.aggMask[int(i)*s.aggW:]
-	for w, m := range c.aggMask {
-		if hm[w]&m != m {
-			return ReasonMissingAggregate
-		}
+	if !covers(s.aggMask[int(i)*s.aggW:], c.aggMask) {
+		return ReasonMissingAggregate
 	}
 	return ReasonNone
+}
+
+// covers reports whether the host's bit set has every bit of want.
+func covers(host, want []uint64) bool {
+	for w, m := range want {
+		if host[w]&m != m {
+			return false
+		}
+	}
+	return true
 }
 
 // filterTraits rejects hosts missing a required trait.
@@ -240,11 +247,8 @@ func (s *Snapshot) filterTraits(c *compiled, i int32) Reason {
 	if c.trMiss {
 		return ReasonMissingTrait
 	}
-	hm := s.trMask[int(i)*s.traitW:]
-	for w, m := range c.trMask {
-		if hm[w]&m != m {
-			return ReasonMissingTrait
-		}
+	if !covers(s.trMask[int(i)*s.traitW:], c.trMask) {
+		return ReasonMissingTrait
 	}
 	return ReasonNone
 }

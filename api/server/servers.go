@@ -27,19 +27,11 @@ func (s *Server) serverRoutes(g *echo.Group) {
 // its claim in one transaction: it answers 201 with the server scheduled on
 // a host, or 409 no_valid_host with the explanation, having claimed nothing.
 func (s *Server) createServer(c echo.Context) error {
-	if err := allow(c, serverWrite...); err != nil {
-		return err
-	}
-	var in types.ServerCreate
-	if err := s.decode(c, &in); err != nil {
-		return err
-	}
-	out, flavor, err := s.resolveServer(c, in)
+	out, req, err := s.serverRequest(c)
 	if err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
-	req := s.placementRequest(out, flavor, in.Traits, in.Weigher)
 	var made []types.Server
 	_, err = s.placer.decide(ctx, func(snap *placement.Snapshot) (placement.Decision, error) {
 		return snap.Place(req)
@@ -59,18 +51,10 @@ func (s *Server) createServer(c echo.Context) error {
 
 // dryRun answers where a server would land, and why, without claiming.
 func (s *Server) dryRun(c echo.Context) error {
-	if err := allow(c, serverWrite...); err != nil {
-		return err
-	}
-	var in types.ServerCreate
-	if err := s.decode(c, &in); err != nil {
-		return err
-	}
-	out, flavor, err := s.resolveServer(c, in)
+	_, req, err := s.serverRequest(c)
 	if err != nil {
 		return err
 	}
-	req := s.placementRequest(out, flavor, in.Traits, in.Weigher)
 	d, err := s.placer.decide(c.Request().Context(), func(snap *placement.Snapshot) (placement.Decision, error) {
 		return snap.Place(req)
 	}, nil)
@@ -84,6 +68,23 @@ func (s *Server) dryRun(c echo.Context) error {
 	cl := d.Claims[0]
 	return c.JSON(http.StatusOK, types.DryRun{Fits: true, HostID: cl.HostID, ZoneID: cl.Zone, RegionID: cl.Region,
 		Weigher: string(d.Weigher), Explanation: d.Explanation})
+}
+
+// serverRequest is what create and dry run share: it checks the caller,
+// decodes and resolves a ServerCreate, and builds the engine's request.
+func (s *Server) serverRequest(c echo.Context) (types.Server, placement.Request, error) {
+	if err := allow(c, serverWrite...); err != nil {
+		return types.Server{}, placement.Request{}, err
+	}
+	var in types.ServerCreate
+	if err := s.decode(c, &in); err != nil {
+		return types.Server{}, placement.Request{}, err
+	}
+	out, flavor, err := s.resolveServer(c, in)
+	if err != nil {
+		return types.Server{}, placement.Request{}, err
+	}
+	return out, s.placementRequest(out, flavor, in.Traits, in.Weigher), nil
 }
 
 // placementRequest builds the engine's request for a resolved server.
