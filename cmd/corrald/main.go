@@ -23,6 +23,7 @@ import (
 
 	"github.com/corral-cloud/corral/api/server"
 	"github.com/corral-cloud/corral/api/store"
+	"github.com/corral-cloud/corral/placement"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -38,8 +39,10 @@ func main() {
 
 type options struct {
 	listen, dataDir, postgresDSN, tlsCert, tlsKey, tokenFile, logLevel string
-	hostDownAfter, maintenanceEvery, tokenGrace                        time.Duration
-	maxBody                                                            int64
+	defaultWeigher                                                     string
+	hostDownAfter, maintenanceEvery, tokenGrace, auditRetention        time.Duration
+	heartbeatMaxAge                                                    time.Duration
+	maxBody, maxImage, failsafeMarginMiB                               int64
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -57,11 +60,24 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.maintenanceEvery, "maintenance-interval", 10*time.Second, "how often the background loops run")
 	fs.DurationVar(&o.tokenGrace, "expired-token-grace", 24*time.Hour, "keep expired tokens this long before purging them")
 	fs.Int64Var(&o.maxBody, "max-body-bytes", server.DefaultMaxBodyBytes, "largest JSON request body")
+	fs.Int64Var(&o.maxImage, "max-image-bytes", 64<<30, "largest image upload")
+	fs.DurationVar(&o.auditRetention, "audit-retention", 90*24*time.Hour, "keep audit entries this long")
+	fs.Int64Var(&o.failsafeMarginMiB, "failsafe-margin-mib", placement.DefaultFailsafeMarginMiB,
+		"measured free memory a host must keep after a placement, whatever allocations say")
+	fs.DurationVar(&o.heartbeatMaxAge, "heartbeat-max-age", placement.DefaultHeartbeatMaxAge,
+		"a host whose last heartbeat is older is not a placement candidate")
+	fs.StringVar(&o.defaultWeigher, "default-weigher", "spread", "placement policy where neither request nor aggregate names one: pack or spread")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return o, errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.defaultWeigher != "pack" && o.defaultWeigher != "spread" {
+		return o, fmt.Errorf("--default-weigher is %q, want pack or spread", o.defaultWeigher)
+	}
+	if o.failsafeMarginMiB < 0 {
+		return o, errors.New("--failsafe-margin-mib must not be negative")
 	}
 	if o.tokenFile == "" {
 		o.tokenFile = filepath.Join(o.dataDir, "admin-token")
@@ -96,7 +112,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api, err := server.New(server.Config{Store: st, ImageDir: filepath.Join(o.dataDir, "images"), Logger: log,
-		MaxBodyBytes: o.maxBody, Registry: reg, HostDownAfter: o.hostDownAfter, TokenPurgeGrace: o.tokenGrace})
+		MaxBodyBytes: o.maxBody, MaxImageBytes: o.maxImage, Registry: reg, HostDownAfter: o.hostDownAfter,
+		TokenPurgeGrace: o.tokenGrace, AuditRetention: o.auditRetention,
+		Placement: placement.Config{FailsafeMarginMiB: o.failsafeMarginMiB, HeartbeatMaxAge: o.heartbeatMaxAge,
+			DefaultWeigher: placement.Weigher(o.defaultWeigher)}})
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/jmoiron/sqlx"
@@ -33,5 +35,19 @@ func TestRefusesNewerSchema(t *testing.T) {
 	err = run(context.Background(), []string{"--data-dir", dir, "--listen", "127.0.0.1:0"}, &log)
 	if !errors.Is(err, store.ErrSchemaTooNew) || !strings.Contains(err.Error(), "restore the backup") {
 		t.Fatalf("run on a newer schema: %v, want ErrSchemaTooNew saying what to do", err)
+	}
+}
+
+// TestFlags: placement settings reach their flags, and bad values are
+// refused before anything starts.
+func TestFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--failsafe-margin-mib", "4096", "--heartbeat-max-age", "20s", "--default-weigher", "pack"}, io.Discard)
+	if err != nil || o.failsafeMarginMiB != 4096 || o.heartbeatMaxAge != 20*time.Second || o.defaultWeigher != "pack" {
+		t.Errorf("parsed %+v, %v", o, err)
+	}
+	for _, bad := range [][]string{{"--default-weigher", "random"}, {"--failsafe-margin-mib", "-1"}, {"--tls-cert", "c.pem"}} {
+		if _, err := parseFlags(bad, io.Discard); err == nil {
+			t.Errorf("parseFlags(%v) accepted", bad)
+		}
 	}
 }
