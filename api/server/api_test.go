@@ -401,6 +401,7 @@ func TestAuth(t *testing.T) {
 		{"member cannot see other project", member, "GET", "/v1/projects/" + other.ID, nil, 404, types.CodeNotFound},
 		{"member reads own server", member, "GET", "/v1/servers/" + mine.ID, nil, 200, ""},
 		{"member reads flavors", member, "GET", "/v1/flavors", nil, 200, ""},
+		{"member filters its servers by host name", member, "GET", "/v1/servers?host=hv1.dc1", nil, 200, ""},
 		{"reader reads all servers", reader, "GET", "/v1/servers/" + theirs.ID, nil, 200, ""},
 		{"reader reads hosts", reader, "GET", "/v1/hosts", nil, 200, ""},
 		{"project reader cannot read hosts", projectReader, "GET", "/v1/hosts", nil, 403, types.CodeForbidden},

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -46,9 +45,6 @@ type kind[T any] struct {
 // filter is a list filter: a flag that sets a query parameter.
 type filter struct {
 	flag, param, usage string
-	// host marks a filter that takes a host ID: corralctl resolves a
-	// host name first, as corrald does not for this parameter.
-	host bool
 }
 
 // rows decodes items and renders them as table rows.
@@ -96,15 +92,8 @@ func listCommand[T any](a *app, k *kind[T]) *cobra.Command {
 			if !cmd.Flags().Changed(f.flag) {
 				continue
 			}
-			v := values[i]
-			if f.host {
-				id, err := a.hostID(ctx, v)
-				if err != nil {
-					return err
-				}
-				v = id
-			}
-			q.Set(f.param, v)
+			// corrald resolves names in filters itself.
+			q.Set(f.param, values[i])
 		}
 		if cmd.Flags().Changed("limit") {
 			if limit < 1 {
@@ -250,25 +239,6 @@ func findByName[T any](ctx context.Context, a *app, k *kind[T], name string) (st
 	}
 	return "", types.Errorf(types.CodeInvalidArgument, "%d %s are called %q; name one by its ID", len(ids), k.plural, name).
 		WithDetail("ids", ids)
-}
-
-// hostIDRE matches the IDs corrald gives hosts.
-var hostIDRE = regexp.MustCompile(`^host-[0-9a-f]{24}$`)
-
-// hostID returns the ID of the host named v (an ID or a name).
-func (a *app) hostID(ctx context.Context, v string) (string, error) {
-	if hostIDRE.MatchString(v) {
-		return v, nil
-	}
-	raw, err := a.api.get(ctx, objectPath("/v1/hosts", v))
-	if err != nil {
-		return "", fmt.Errorf("find host %q: %w", v, err)
-	}
-	var m types.Meta
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return "", fmt.Errorf("read host: %w", err)
-	}
-	return m.ID, nil
 }
 
 // updateObject patches the object named arg with body and prints the

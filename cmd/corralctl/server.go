@@ -24,7 +24,7 @@ var serverKind = &kind[types.Server]{
 		{flag: "aggregate", param: "aggregate", usage: "only servers in this aggregate (ID or name)"},
 		{flag: "kind", param: "kind", usage: "only servers of this kind: vm or baremetal"},
 		{flag: "state", param: "state", usage: "only servers in this state, e.g. active or error"},
-		{flag: "host", param: "host", usage: "only servers on this host (ID or name)", host: true},
+		{flag: "host", param: "host", usage: "only servers on this host (ID or name)"},
 		{flag: "name", param: "name", usage: "only servers with this name"},
 	},
 }

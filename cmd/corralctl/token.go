@@ -22,7 +22,7 @@ var tokenKind = &kind[types.Token]{
 	filters: []filter{
 		{flag: "role", param: "role", usage: "only tokens of this role"},
 		{flag: "project", param: "project", usage: "only tokens of this project (ID or name)"},
-		{flag: "host", param: "host", usage: "only the agent tokens of this host (ID or name)", host: true},
+		{flag: "host", param: "host", usage: "only the agent tokens of this host (ID or name)"},
 	},
 }
 
