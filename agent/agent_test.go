@@ -256,7 +256,7 @@ type fakeProber struct {
 func newFakeProber() *fakeProber {
 	return &fakeProber{
 		inv:   types.Inventory{CPUModel: "Test CPU", CPUs: 8, NUMANodes: 1, RAMMiB: 16384, DiskGiB: 200, NICs: []string{"eth0"}},
-		caps:  []string{CapCgroupV1, CapKVMDevice},
+		caps:  []string{types.CapCgroupV1, types.CapKVMDevice},
 		usage: types.Usage{MemFreeMiB: 12000, Load1: 0.5, DiskFreeGiB: 150},
 	}
 }

@@ -18,25 +18,7 @@ import (
 	"github.com/corral-cloud/corral/api/types"
 )
 
-// Capabilities the agent reports. The "kvm" capability is deliberately not
-// among them: /dev/kvm existing proves nothing (on kvm_pvm hosts guests die
-// in KVM's instruction emulator), so "kvm" will only be reported once the
-// compute driver has booted a guest to its ready marker with KVM. Until
-// then placement sees CapKVMDevice, which only says that the device node is
-// there.
-const (
-	// CapCgroupV1 means cgroup v1 controllers manage guests (v1 or hybrid).
-	CapCgroupV1 = "cgroup_v1"
-	// CapCgroupV2 means the unified cgroup2 hierarchy is mounted at
-	// /sys/fs/cgroup.
-	CapCgroupV2 = "cgroup_v2"
-	// CapHugepages means at least one hugepage of some size is configured.
-	CapHugepages = "hugepages"
-	// CapVhostNet means /dev/vhost-net exists.
-	CapVhostNet = "vhost_net"
-	// CapKVMDevice means /dev/kvm exists. It does not mean KVM guests run.
-	CapKVMDevice = "kvm_device"
-)
+// The capabilities the agent reports are the Cap constants of api/types.
 
 // CgroupMode is how the host's cgroup hierarchies are mounted.
 type CgroupMode string
@@ -60,9 +42,9 @@ const (
 func (m CgroupMode) Capability() string {
 	switch m {
 	case CgroupV1, CgroupHybrid:
-		return CapCgroupV1
+		return types.CapCgroupV1
 	case CgroupV2:
-		return CapCgroupV2
+		return types.CapCgroupV2
 	}
 	return ""
 }
@@ -454,13 +436,13 @@ func capabilities(fsys fs.FS, cg CgroupMode, hp hugepages) []string {
 		caps = append(caps, c)
 	}
 	if len(hp.total()) > 0 {
-		caps = append(caps, CapHugepages)
+		caps = append(caps, types.CapHugepages)
 	}
 	if exists(fsys, "dev/vhost-net") {
-		caps = append(caps, CapVhostNet)
+		caps = append(caps, types.CapVhostNet)
 	}
 	if exists(fsys, "dev/kvm") {
-		caps = append(caps, CapKVMDevice)
+		caps = append(caps, types.CapKVMDevice)
 	}
 	slices.Sort(caps)
 	return caps

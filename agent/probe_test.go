@@ -198,7 +198,7 @@ func TestProbeHugepages(t *testing.T) {
 			if diff := cmp.Diff(tt.wantFree, hp.free()); diff != "" {
 				t.Errorf("free (-want +got):\n%s", diff)
 			}
-			gotCap := slices.Contains(capabilities(fstest.MapFS(tt.fs), CgroupUnknown, hp), CapHugepages)
+			gotCap := slices.Contains(capabilities(fstest.MapFS(tt.fs), CgroupUnknown, hp), types.CapHugepages)
 			if gotCap != tt.wantCap {
 				t.Errorf("hugepages capability = %v, want %v", gotCap, tt.wantCap)
 			}
@@ -242,14 +242,14 @@ func TestProbeCgroup(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "unified v2", fs: newTree().mounts(mountRoot, mountProc, mountCgroup2Root),
-			want: CgroupV2, wantCap: CapCgroupV2},
+			want: CgroupV2, wantCap: types.CapCgroupV2},
 		{name: "hybrid: v1 controllers, cgroup2 at unified",
 			fs:   newTree().mounts(mountRoot, mountCgroupTmpfs, mountCgroupCPU, mountCgroupMemory, mountCgroup2Unified),
-			want: CgroupHybrid, wantCap: CapCgroupV1},
+			want: CgroupHybrid, wantCap: types.CapCgroupV1},
 		{name: "legacy v1 only", fs: newTree().mounts(mountRoot, mountCgroupTmpfs, mountCgroupCPU, mountCgroupMemory),
-			want: CgroupV1, wantCap: CapCgroupV1},
+			want: CgroupV1, wantCap: types.CapCgroupV1},
 		{name: "v2 wins over a stray v1 mount", fs: newTree().mounts(mountCgroup2Root, "cgroup /run/x cgroup rw,name=x 0 0"),
-			want: CgroupV2, wantCap: CapCgroupV2},
+			want: CgroupV2, wantCap: types.CapCgroupV2},
 		{name: "no cgroups mounted", fs: newTree().mounts(mountRoot, mountProc), want: CgroupUnknown},
 		{name: "no mount table", fs: newTree(), want: CgroupUnknown, wantErr: true},
 	}
@@ -277,12 +277,12 @@ func TestCapabilities(t *testing.T) {
 		{name: "nothing", fs: newTree(), want: []string{}},
 		// /dev/kvm proves nothing about KVM guests: never "kvm".
 		{name: "this test machine", fs: newTree().dev("kvm"), cg: CgroupHybrid,
-			want: []string{CapCgroupV1, CapKVMDevice}},
+			want: []string{types.CapCgroupV1, types.CapKVMDevice}},
 		{name: "full host", fs: newTree().dev("kvm", "vhost-net"), cg: CgroupV2,
 			hp:   hugepages{"2048": {Total: 1024, Free: 1024}},
-			want: []string{CapCgroupV2, CapHugepages, CapKVMDevice, CapVhostNet}},
+			want: []string{types.CapCgroupV2, types.CapHugepages, types.CapKVMDevice, types.CapVhostNet}},
 		{name: "hugepage sizes known but none configured", fs: newTree(), cg: CgroupV1,
-			hp: hugepages{"2048": {}}, want: []string{CapCgroupV1}},
+			hp: hugepages{"2048": {}}, want: []string{types.CapCgroupV1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -336,7 +336,7 @@ func TestHostProbeTestdata(t *testing.T) {
 	if diff := cmp.Diff(wantInv, inv); diff != "" {
 		t.Errorf("inventory (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{CapCgroupV1, CapHugepages, CapKVMDevice}, caps); diff != "" {
+	if diff := cmp.Diff([]string{types.CapCgroupV1, types.CapHugepages, types.CapKVMDevice}, caps); diff != "" {
 		t.Errorf("capabilities (-want +got):\n%s", diff)
 	}
 	u, err := p.Usage(t.Context())
@@ -393,8 +393,8 @@ func TestHostProbeRealHost(t *testing.T) {
 	if slices.Contains(caps, "kvm") {
 		t.Errorf("capabilities %v claim kvm without a boot probe", caps)
 	}
-	if _, err := os.Stat("/dev/kvm"); err == nil && !slices.Contains(caps, CapKVMDevice) {
-		t.Errorf("capabilities %v lack %s although /dev/kvm exists", caps, CapKVMDevice)
+	if _, err := os.Stat("/dev/kvm"); err == nil && !slices.Contains(caps, types.CapKVMDevice) {
+		t.Errorf("capabilities %v lack %s although /dev/kvm exists", caps, types.CapKVMDevice)
 	}
 	u, err := p.Usage(t.Context())
 	if err != nil {

@@ -40,8 +40,8 @@ type Host struct {
 	AggregateIDs []string  `json:"aggregate_ids"`
 	State        string    `json:"state"`
 	Inventory    Inventory `json:"inventory"`
-	// Capabilities are what the agent found the host can do, such as
-	// "kvm", "vhost_net", "hugepages", "cgroup_v2".
+	// Capabilities are what the agent found the host can do: the Cap
+	// constants, such as "vhost_net", "hugepages", "cgroup_v2".
 	Capabilities  []string  `json:"capabilities"`
 	Usage         Usage     `json:"usage"`
 	LastHeartbeat time.Time `json:"last_heartbeat"`
@@ -93,3 +93,22 @@ type HostUpdate struct {
 	State      *string   `json:"state,omitempty"`
 	Aggregates *[]string `json:"aggregates,omitempty"`
 }
+
+// Host capabilities an agent reports. "kvm" is not among them: /dev/kvm
+// existing proves nothing (on kvm_pvm hosts guests die in KVM's instruction
+// emulator), so it will be reported only once the compute driver has booted
+// a guest with KVM; until then CapKVMDevice says only that the device node
+// is there.
+const (
+	// CapCgroupV1 means cgroup v1 controllers manage guests (v1 or hybrid).
+	CapCgroupV1 = "cgroup_v1"
+	// CapCgroupV2 means the unified cgroup2 hierarchy is mounted at
+	// /sys/fs/cgroup.
+	CapCgroupV2 = "cgroup_v2"
+	// CapHugepages means at least one hugepage of some size is configured.
+	CapHugepages = "hugepages"
+	// CapVhostNet means /dev/vhost-net exists.
+	CapVhostNet = "vhost_net"
+	// CapKVMDevice means /dev/kvm exists. It does not mean KVM guests run.
+	CapKVMDevice = "kvm_device"
+)

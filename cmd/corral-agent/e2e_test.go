@@ -70,7 +70,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	if slices.Contains(h.Capabilities, "kvm") {
 		t.Errorf("capabilities %v claim kvm without a boot probe", h.Capabilities)
 	}
-	if !slices.Contains(h.Capabilities, agent.CapCgroupV1) && !slices.Contains(h.Capabilities, agent.CapCgroupV2) {
+	if !slices.Contains(h.Capabilities, types.CapCgroupV1) && !slices.Contains(h.Capabilities, types.CapCgroupV2) {
 		t.Errorf("capabilities %v name no cgroup version", h.Capabilities)
 	}
 	if h.AgentVersion == "" {
