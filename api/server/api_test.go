@@ -1,9 +1,13 @@
 package server
 
 import (
+	"path/filepath"
+
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/corral-cloud/corral/api/store"
+	"github.com/jmoiron/sqlx"
 	"net/http"
 	"net/url"
 	"os"
@@ -584,6 +588,12 @@ func TestImages(t *testing.T) {
 	if entries, _ := os.ReadDir(e.srv.images.dir); len(entries) != 1 {
 		t.Errorf("image store holds %d files after one good and one failed upload, want 1", len(entries))
 	}
+	// Data missing from this corrald's image store (another replica took the
+	// upload, without a shared --image-dir): 503 that says so, not a 404.
+	os.Rename(filepath.Join(e.srv.images.dir, img.ID), filepath.Join(t.TempDir(), "moved"))
+	if r := e.call(e.admin, "GET", "/v1/images/"+img.ID+"/file", nil); r.status != 503 || r.apiErr(t).Code != types.CodeUnavailable {
+		t.Errorf("download with the data elsewhere = %d %s, want 503 unavailable", r.status, r.body)
+	}
 	// After the failure the image takes a good upload.
 	e.must(200, "PUT", "/v1/images/"+big.ID+"/file", "small enough", &big)
 	if big.Status != "active" {
@@ -603,6 +613,19 @@ func TestHealth(t *testing.T) {
 	r := e.call("", "GET", "/metrics", nil)
 	if r.status != 200 || !strings.Contains(string(r.body), `corral_http_requests_total{method="GET",route="/v1/flavors",status="401"} 1`) {
 		t.Errorf("metrics = %d, missing the request count:\n%s", r.status, r.body)
+	}
+	// Mid rolling upgrade a newer replica has migrated: this one still
+	// serves, and says an upgrade is pending.
+	db, err := sqlx.Open("sqlite", "file:"+e.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)", store.LatestVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if r := e.call("", "GET", "/readyz", nil); r.status != 200 || !strings.Contains(string(r.body), `"upgrade_pending":true`) {
+		t.Errorf("readyz on a newer schema = %d %s, want 200 with upgrade_pending", r.status, r.body)
 	}
 	e.store.Close()
 	if r := e.call("", "GET", "/readyz", nil); r.status != http.StatusServiceUnavailable {

@@ -107,6 +107,7 @@ func (s *Server) planGroup(ctx context.Context, c echo.Context, name, role, proj
 			return gp, types.FieldError("stream", "is required for stream groups")
 		}
 		if err := first(checkRange("stream.slots_per_worker", z.SlotsPerWorker, 1, 1024),
+			checkRange("stream.disk_gib", z.DiskGiB, 0, maxDiskGiB),
 			checkRange("stream.memory_mib_per_slot", z.MemoryMiBPerSlot, 1, maxRAMMiB)); err != nil {
 			return gp, err
 		}
@@ -155,12 +156,16 @@ func (s *Server) planGroup(ctx context.Context, c echo.Context, name, role, proj
 func (s *Server) streamFlavor(ctx context.Context, z types.StreamSizing) (types.Flavor, error) {
 	f := (&placement.StreamSizing{SlotsPerWorker: z.SlotsPerWorker, CPUPerSlotMilli: int64(math.Round(z.CPUPerSlot * 1000)),
 		MemoryPerSlotMiB: z.MemoryMiBPerSlot}).Flavor()
-	name := fmt.Sprintf("stream.%ds.%dc.%dm", z.SlotsPerWorker, f.VCPUs, f.MemoryMiB)
+	disk := z.DiskGiB
+	if disk == 0 {
+		disk = 10
+	}
+	name := fmt.Sprintf("stream.%ds.%dc.%dm.%dg", z.SlotsPerWorker, f.VCPUs, f.MemoryMiB, disk)
 	if fl, err := s.store.GetFlavor(ctx, name); err == nil {
 		return fl, nil
 	}
 	fl, err := s.store.CreateFlavor(ctx, types.FlavorCreate{Name: name, Kind: types.KindVM, VCPUs: f.VCPUs, RAMMiB: f.MemoryMiB,
-		DiskGiB: 10, Description: "stream worker sized by slots (made by corrald)"})
+		DiskGiB: disk, Description: "stream worker sized by slots (made by corrald)"})
 	if errors.Is(err, store.ErrExists) {
 		return s.store.GetFlavor(ctx, name)
 	}

@@ -24,6 +24,8 @@ type env struct {
 	store *store.Store
 	http  *httptest.Server
 	admin string
+	// dbPath is the SQLite file, when the store is SQLite.
+	dbPath string
 
 	mu  sync.Mutex
 	now time.Time
@@ -31,11 +33,14 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	st, err := store.Open(context.Background(), store.Config{SQLitePath: filepath.Join(t.TempDir(), "corral.db")})
+	path := filepath.Join(t.TempDir(), "corral.db")
+	st, err := store.Open(context.Background(), store.Config{SQLitePath: path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newEnvStore(t, st, "")
+	e := newEnvStore(t, st, "")
+	e.dbPath = path
+	return e
 }
 
 // newEnvStore serves an API over st; admin reuses an admin token (for a

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"errors"
@@ -112,6 +113,20 @@ func (s *Server) downloadImage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		// Replicas must share the image directory (--image-dir).
+		return types.Errorf(types.CodeUnavailable, "the data of image %s is not in this corrald's image store %s", img.ID, s.images.dir)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
 	c.Response().Header().Set("X-Checksum-Sha256", img.SHA256)
-	return c.File(p)
+	http.ServeContent(c.Response(), c.Request(), "", fi.ModTime(), f)
+	return nil
 }

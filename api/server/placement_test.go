@@ -332,12 +332,12 @@ func TestStreamGroup(t *testing.T) {
 	var g types.Group
 	e.must(201, "POST", "/v1/groups", types.GroupCreate{Name: "flink", Role: "stream", Project: "p", Region: "dc1",
 		GroupSpec: types.GroupSpec{Members: 4, Image: "tiny", Stream: &types.StreamSizing{SlotsPerWorker: 4, CPUPerSlot: 0.5,
-			MemoryMiBPerSlot: 2048}}}, &g)
+			MemoryMiBPerSlot: 2048, DiskGiB: 50}}}, &g)
 	var srv types.Server
 	e.must(200, "GET", "/v1/servers/"+g.Members[0].ServerID, nil, &srv)
 	var f types.Flavor
 	e.must(200, "GET", "/v1/flavors/"+srv.FlavorID, nil, &f)
-	if f.VCPUs != 4 || f.RAMMiB != 8192 {
-		t.Errorf("stream worker flavor = %d vCPUs %d MiB, want 4 (one core per slot) and 8192", f.VCPUs, f.RAMMiB)
+	if f.VCPUs != 4 || f.RAMMiB != 8192 || f.DiskGiB != 50 {
+		t.Errorf("stream worker flavor = %d vCPUs %d MiB %d GiB, want 4 (one core per slot), 8192 and 50", f.VCPUs, f.RAMMiB, f.DiskGiB)
 	}
 }

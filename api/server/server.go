@@ -128,7 +128,10 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz answers 200 when the store answers and its schema is current.
+// readyz answers 200 when the store answers and its schema is at least the
+// one this binary writes. A newer schema means a rolling upgrade is under
+// way: migrations only add, so this replica keeps serving until it is
+// replaced, and says so (upgrade_pending) rather than leaving the pool.
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
@@ -139,10 +142,11 @@ func (s *Server) readyz(c echo.Context) error {
 	if err != nil {
 		return types.Errorf(types.CodeUnavailable, "read schema version: %v", err)
 	}
-	if v != store.LatestVersion {
+	if v < store.LatestVersion {
 		return types.Errorf(types.CodeUnavailable, "schema version %d, want %d", v, store.LatestVersion)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "schema_version": v, "store": s.store.Dialect()})
+	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "schema_version": v, "store": s.store.Dialect(),
+		"upgrade_pending": v > store.LatestVersion})
 }
 
 // RunMaintenance runs the background loops until ctx ends: it marks hosts

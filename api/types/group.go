@@ -19,6 +19,8 @@ type StreamSizing struct {
 	SlotsPerWorker   int64   `json:"slots_per_worker"`
 	CPUPerSlot       float64 `json:"cpu_per_slot"`
 	MemoryMiBPerSlot int64   `json:"memory_mib_per_slot"`
+	// DiskGiB is each worker's local disk; 0 means 10 GiB.
+	DiskGiB int64 `json:"disk_gib,omitempty"`
 }
 
 // GroupSpec is what a group asks for. It is kept with the group so scaling

@@ -39,6 +39,7 @@ func main() {
 
 type options struct {
 	listen, dataDir, postgresDSN, tlsCert, tlsKey, tokenFile, logLevel string
+	imageDir                                                           string
 	defaultWeigher                                                     string
 	hostDownAfter, maintenanceEvery, tokenGrace, auditRetention        time.Duration
 	heartbeatMaxAge                                                    time.Duration
@@ -54,6 +55,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.postgresDSN, "postgres-dsn", os.Getenv("CORRAL_POSTGRES_DSN"), "PostgreSQL DSN; when set, state lives there instead of SQLite (env CORRAL_POSTGRES_DSN)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (serve HTTPS with --tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
+	fs.StringVar(&o.imageDir, "image-dir", "", "where image data lives (default <data-dir>/images); replicas on PostgreSQL must share it")
 	fs.StringVar(&o.tokenFile, "bootstrap-token-file", "", "where to write the first admin token (default <data-dir>/admin-token)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.hostDownAfter, "host-down-after", 30*time.Second, "mark a host down when its last heartbeat is older")
@@ -78,6 +80,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.failsafeMarginMiB < 0 {
 		return o, errors.New("--failsafe-margin-mib must not be negative")
+	}
+	if o.imageDir == "" {
+		o.imageDir = filepath.Join(o.dataDir, "images")
 	}
 	if o.tokenFile == "" {
 		o.tokenFile = filepath.Join(o.dataDir, "admin-token")
@@ -111,7 +116,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api, err := server.New(server.Config{Store: st, ImageDir: filepath.Join(o.dataDir, "images"), Logger: log,
+	api, err := server.New(server.Config{Store: st, ImageDir: o.imageDir, Logger: log,
 		MaxBodyBytes: o.maxBody, MaxImageBytes: o.maxImage, Registry: reg, HostDownAfter: o.hostDownAfter,
 		TokenPurgeGrace: o.tokenGrace, AuditRetention: o.auditRetention,
 		Placement: placement.Config{FailsafeMarginMiB: o.failsafeMarginMiB, HeartbeatMaxAge: o.heartbeatMaxAge,
