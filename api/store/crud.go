@@ -114,26 +114,34 @@ func lockRow[R any](ctx context.Context, s *Store, tx *sqlx.Tx, t table, idOrNam
 
 func getRowLock[R any](ctx context.Context, s *Store, q sqlx.QueryerContext, t table, idOrName, lock string) (R, error) {
 	var row R
-	err := sqlx.GetContext(ctx, q, &row, s.rb("SELECT * FROM "+t.name+" WHERE id = ?"+lock), idOrName)
-	if err == nil {
-		return row, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return row, fmt.Errorf("get %s %s: %w", t.kind, idOrName, err)
-	}
-	if t.byName {
-		var rows []R
-		if err := sqlx.SelectContext(ctx, q, &rows, s.rb("SELECT * FROM "+t.name+" WHERE name = ? LIMIT 2"+lock), idOrName); err != nil {
+	if !t.byName {
+		err := sqlx.GetContext(ctx, q, &row, s.rb("SELECT * FROM "+t.name+" WHERE id = ?"+lock), idOrName)
+		if errors.Is(err, sql.ErrNoRows) {
+			return row, fmt.Errorf("%s %q: %w", t.kind, idOrName, ErrNotFound)
+		}
+		if err != nil {
 			return row, fmt.Errorf("get %s %s: %w", t.kind, idOrName, err)
 		}
-		switch len(rows) {
-		case 1:
-			return rows[0], nil
-		case 2:
-			return row, fmt.Errorf("%s %q: %w", t.kind, idOrName, ErrAmbiguous)
+		return row, nil
+	}
+	// One query answers both: an ID match wins, else a name must be unique.
+	var rows []R
+	if err := sqlx.SelectContext(ctx, q, &rows, s.rb("SELECT * FROM "+t.name+" WHERE id = ? OR name = ? LIMIT 3"+lock),
+		idOrName, idOrName); err != nil {
+		return row, fmt.Errorf("get %s %s: %w", t.kind, idOrName, err)
+	}
+	for i := range rows {
+		if any(&rows[i]).(metaRow).meta().ID == idOrName {
+			return rows[i], nil
 		}
 	}
-	return row, fmt.Errorf("%s %q: %w", t.kind, idOrName, ErrNotFound)
+	switch len(rows) {
+	case 0:
+		return row, fmt.Errorf("%s %q: %w", t.kind, idOrName, ErrNotFound)
+	case 1:
+		return rows[0], nil
+	}
+	return row, fmt.Errorf("%s %q: %w", t.kind, idOrName, ErrAmbiguous)
 }
 
 func listRows[R any](ctx context.Context, s *Store, t table, opts ListOptions) (Page[R], error) {
