@@ -181,6 +181,11 @@ func TestIdempotency(t *testing.T) {
 		t.Fatalf("first create = %d %s", first.status, first.body)
 	}
 	again := e.call(e.admin, "POST", "/v1/servers", c.server("kafka-1"), "Idempotency-Key", "req-42")
+	if again.header.Get("Location") == "" || again.header.Get("Location") != first.header.Get("Location") ||
+		again.header.Get("ETag") != first.header.Get("ETag") {
+		t.Errorf("replay headers Location %q ETag %q, want the first answer's %q %q", again.header.Get("Location"),
+			again.header.Get("ETag"), first.header.Get("Location"), first.header.Get("ETag"))
+	}
 	if again.status != 201 || string(again.body) != string(first.body) || again.header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("replay = %d %s (replayed=%q), want the first answer", again.status, again.body, again.header.Get("Idempotent-Replayed"))
 	}

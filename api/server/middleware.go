@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -102,6 +103,15 @@ func (w *captureWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// replayedHeaders are the answer headers an idempotent replay repeats.
+var replayedHeaders = []string{"Location", "ETag"}
+
+func fromJSONHeaders(s string) map[string]string {
+	var h map[string]string
+	_ = json.Unmarshal([]byte(s), &h) // corrald wrote it
+	return h
+}
+
 // abandonedAfter is how long a key may stay reserved by a request that never
 // finished (its corrald crashed) before a retry takes it over.
 const abandonedAfter = time.Minute
@@ -158,6 +168,9 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 				return types.Errorf(types.CodeIdempotencyInProgress,
 					"a request with Idempotency-Key %q is still running; retry shortly", key)
 			}
+			for k, v := range fromJSONHeaders(rec.Headers) {
+				c.Response().Header().Set(k, v)
+			}
 			c.Response().Header().Set("Idempotent-Replayed", "true")
 			return c.Blob(rec.Status, rec.ContentType, []byte(rec.Body))
 		}
@@ -177,8 +190,14 @@ func (s *Server) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
 		if status >= 500 || status == http.StatusConflict {
 			err = s.store.ReleaseIdempotencyKey(ctx, p.TokenID, key)
 		} else {
+			h := map[string]string{}
+			for _, k := range replayedHeaders {
+				if v := c.Response().Header().Get(k); v != "" {
+					h[k] = v
+				}
+			}
 			err = s.store.CompleteIdempotencyKey(ctx, p.TokenID, key, status,
-				c.Response().Header().Get(echo.HeaderContentType), cw.buf.Bytes())
+				c.Response().Header().Get(echo.HeaderContentType), h, cw.buf.Bytes())
 		}
 		if err != nil {
 			s.log.Error("record idempotency key", "key", key, "error", err)

@@ -249,6 +249,8 @@ type IdempotencyRecord struct {
 	ContentType string `db:"content_type"`
 	Body        string `db:"body"`
 	CreatedAt   int64  `db:"created_at"`
+	// Headers is the JSON of the answer headers a replay repeats.
+	Headers string `db:"headers"`
 }
 
 // ReserveIdempotencyKey claims a key for a request. If the key is new it
@@ -256,7 +258,7 @@ type IdempotencyRecord struct {
 // otherwise it returns the existing record.
 func (s *Store) ReserveIdempotencyKey(ctx context.Context, principal, key, requestHash string) (*IdempotencyRecord, error) {
 	_, err := s.w.ExecContext(ctx, s.rb(`INSERT INTO idempotency_keys
-		(principal, idem_key, request_hash, status, content_type, body, created_at) VALUES (?, ?, ?, 0, '', '', ?)`),
+		(principal, idem_key, request_hash, status, content_type, body, created_at, headers) VALUES (?, ?, ?, 0, '', '', ?, '{}')`),
 		principal, key, requestHash, micros(time.Now()))
 	if err == nil {
 		return nil, nil
@@ -271,10 +273,12 @@ func (s *Store) ReserveIdempotencyKey(ctx context.Context, principal, key, reque
 	return &rec, nil
 }
 
-// CompleteIdempotencyKey stores the response of the request holding key.
-func (s *Store) CompleteIdempotencyKey(ctx context.Context, principal, key string, status int, contentType string, body []byte) error {
-	_, err := s.w.ExecContext(ctx, s.rb("UPDATE idempotency_keys SET status = ?, content_type = ?, body = ? WHERE principal = ? AND idem_key = ?"),
-		status, contentType, string(body), principal, key)
+// CompleteIdempotencyKey stores the response of the request holding key:
+// status, content type, body, and the headers a replay repeats.
+func (s *Store) CompleteIdempotencyKey(ctx context.Context, principal, key string, status int, contentType string,
+	headers map[string]string, body []byte) error {
+	_, err := s.w.ExecContext(ctx, s.rb(`UPDATE idempotency_keys SET status = ?, content_type = ?, headers = ?, body = ?
+		WHERE principal = ? AND idem_key = ?`), status, contentType, toJSON(headers), string(body), principal, key)
 	if err != nil {
 		return fmt.Errorf("complete idempotency key: %w", err)
 	}

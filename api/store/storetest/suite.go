@@ -417,9 +417,10 @@ func testIdempotency(t *testing.T, s *store.Store) {
 	if err != nil || rec == nil || rec.Status != 0 {
 		t.Fatalf("reserve while running = %+v, %v; want status 0", rec, err)
 	}
-	must0(t, s.CompleteIdempotencyKey(ctx, "tok-1", "k1", 201, "application/json", []byte(`{"id":"x"}`)))
+	must0(t, s.CompleteIdempotencyKey(ctx, "tok-1", "k1", 201, "application/json", map[string]string{"Location": "/v1/x/1"},
+		[]byte(`{"id":"x"}`)))
 	rec, _ = s.ReserveIdempotencyKey(ctx, "tok-1", "k1", "h1")
-	if rec == nil || rec.Status != 201 || rec.Body != `{"id":"x"}` {
+	if rec == nil || rec.Status != 201 || rec.Body != `{"id":"x"}` || rec.Headers != `{"Location":"/v1/x/1"}` {
 		t.Errorf("replayed record = %+v", rec)
 	}
 	// Another principal's key is separate.
