@@ -237,7 +237,13 @@ func (a *Agent) ensureRegistered(ctx context.Context) (time.Duration, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
-	out, err := a.api.WithToken(token).RegisterHost(cctx, reg)
+	// The saved agent token (if any) proves this is the host's own agent, so
+	// that re-registering a host that is still up is not a takeover.
+	proof := ""
+	if a.state.valid() && a.state.Name == reg.Name {
+		proof = a.state.Token
+	}
+	out, err := a.api.WithToken(token).RegisterHost(cctx, reg, proof)
 	if err == nil && (out.Token == "" || out.Host.ID == "") {
 		err = errors.New("register host: corrald answered without a host ID or token")
 	}

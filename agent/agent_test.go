@@ -27,6 +27,8 @@ const (
 // request is one call the fake corrald received.
 type request struct {
 	Method, Path, Token string
+	// Proof is the X-Corral-Agent-Token of a registration.
+	Proof string
 }
 
 func (r request) String() string { return r.Method + " " + r.Path + " " + r.Token }
@@ -125,7 +127,8 @@ func (f *fakeCorrald) registrations() []types.HostRegister {
 func (f *fakeCorrald) handle(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.requests = append(f.requests, request{Method: r.Method, Path: r.URL.Path, Token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")})
+	f.requests = append(f.requests, request{Method: r.Method, Path: r.URL.Path, Token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "),
+		Proof: r.Header.Get(types.HeaderAgentToken)})
 	token := f.requests[len(f.requests)-1].Token
 	switch {
 	case f.drop > 0:
@@ -394,9 +397,9 @@ func (r *running) stop() {
 	}
 }
 
-func registerReq() request { return request{"POST", "/v1/hosts/register", regToken} }
+func registerReq() request { return request{Method: "POST", Path: "/v1/hosts/register", Token: regToken} }
 func heartbeatReq(host, token string) request {
-	return request{"POST", "/v1/hosts/" + host + "/heartbeat", token}
+	return request{Method: "POST", Path: "/v1/hosts/" + host + "/heartbeat", Token: token}
 }
 
 // repeat returns n copies of v.
@@ -722,7 +725,11 @@ func TestAgentRestartReusesState(t *testing.T) {
 		r := startAgent(t, cfg)
 		r.sleeps(1)
 		r.stop()
-		want := []request{registerReq(), heartbeatReq("host-1", "agent-token-2")}
+		// The saved agent token proves to corrald that this is the host's
+		// own agent, not a takeover of a host that is still up.
+		reg := registerReq()
+		reg.Proof = "agent-token-1"
+		want := []request{reg, heartbeatReq("host-1", "agent-token-2")}
 		if diff := cmp.Diff(want, fake.log()[n:]); diff != "" {
 			t.Errorf("requests after the restart (-want +got):\n%s", diff)
 		}

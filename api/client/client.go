@@ -211,8 +211,18 @@ func (c *Client) Delete(ctx context.Context, path string) error {
 
 // RegisterHost registers the calling agent's host and returns its agent
 // token.
-func (c *Client) RegisterHost(ctx context.Context, in types.HostRegister) (types.HostRegistration, error) {
-	return Create[types.HostRegistration](ctx, c, "/v1/hosts/register", in, "")
+//
+// agentToken, when not empty, is the host's current agent token: it proves
+// that the caller is the host's own agent, which a registrar needs in order
+// to re-register a host that is up and heartbeating.
+func (c *Client) RegisterHost(ctx context.Context, in types.HostRegister, agentToken string) (types.HostRegistration, error) {
+	var out types.HostRegistration
+	h := http.Header{}
+	if agentToken != "" {
+		h.Set(types.HeaderAgentToken, agentToken)
+	}
+	_, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/hosts/register", Body: in, Header: h}, &out)
+	return out, err
 }
 
 // Heartbeat sends a host's measured usage.

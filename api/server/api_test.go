@@ -492,6 +492,19 @@ func TestAgents(t *testing.T) {
 	} else {
 		r.decode(t, &out)
 	}
+	// hv1 is up: another registrar call is a takeover, refused; its own
+	// agent, proving itself with its token, may register again.
+	if r := e.call(registrar, "POST", "/v1/hosts/register", reg); r.status != 409 || r.apiErr(t).Code != types.CodeConflict {
+		t.Errorf("registrar re-registering a live host = %d %s, want 409 conflict", r.status, r.body)
+	}
+	if r := e.call(registrar, "POST", "/v1/hosts/register", reg, types.HeaderAgentToken, "corral_tok-x.forged"); r.status != 409 {
+		t.Errorf("re-registration with a forged proof = %d, want 409", r.status)
+	}
+	if r := e.call(registrar, "POST", "/v1/hosts/register", reg, types.HeaderAgentToken, out.Token); r.status != 200 {
+		t.Fatalf("the host's own agent re-registering = %d %s, want 200", r.status, r.body)
+	} else {
+		r.decode(t, &out)
+	}
 	var h2 types.HostRegistration
 	reg2 := reg
 	reg2.Name = "hv2"
@@ -516,6 +529,13 @@ func TestAgents(t *testing.T) {
 	e.must(200, "GET", "/v1/hosts/hv1", nil, &h)
 	if h.Usage.MemFreeMiB != 200000 || h.Inventory.Hugepages["2048"] != 4096 || h.State != "up" {
 		t.Errorf("host = %+v", h)
+	}
+	e.advance(time.Minute)
+	e.srv.MaintainOnce(context.Background())
+	// Its agent silent, hv2 may be registered again by a registrar (a
+	// reinstalled host).
+	if r := e.call(registrar, "POST", "/v1/hosts/register", reg2); r.status != 200 {
+		t.Errorf("registrar re-registering a silent host = %d %s, want 200", r.status, r.body)
 	}
 	e.advance(time.Minute)
 	e.srv.MaintainOnce(context.Background())

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/corral-cloud/corral/api/store"
@@ -122,12 +123,44 @@ func (s *Server) registerHost(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkTakeover(c, in.Name); err != nil {
+		return err
+	}
 	h, token, err := s.store.RegisterHost(ctx, in, store.HostPlacement{RegionID: region.ID, ZoneID: zone.ID, AggregateIDs: aggs})
 	if err != nil {
 		return err
 	}
 	setResource(c, h.ID)
 	return object(c, http.StatusOK, h.Revision, types.HostRegistration{Host: h, Token: token})
+}
+
+// checkTakeover refuses a registrar that re-registers a host which is up
+// and heartbeating, unless it proves with the host's current agent token
+// that it is the host's own agent: registering revokes the agent's token,
+// and a registrar credential sits on every new host.
+func (s *Server) checkTakeover(c echo.Context, name string) error {
+	if principalOf(c).Role != types.RoleRegistrar {
+		return nil
+	}
+	ctx := c.Request().Context()
+	h, err := s.store.GetHost(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if h.State == types.HostDown || s.now().Sub(h.LastHeartbeat) > s.cfg.HostDownAfter {
+		return nil // its agent is gone: a reinstalled host takes its place
+	}
+	if proof := c.Request().Header.Get(types.HeaderAgentToken); proof != "" {
+		row, err := s.store.Authenticate(ctx, proof)
+		if err == nil && row.Role == types.RoleAgent && row.HostID == h.ID {
+			return nil
+		}
+	}
+	return types.Errorf(types.CodeConflict, "host %s is up and its agent is heartbeating; only that agent (with %s) "+
+		"or an admin may register it again", name, types.HeaderAgentToken).WithDetail("host_id", h.ID)
 }
 
 // heartbeat records an agent's measured usage. Only the host's own agent

@@ -75,6 +75,10 @@ type HostRegister struct {
 	AgentVersion string    `json:"agent_version,omitempty"`
 }
 
+// HeaderAgentToken carries a host's current agent token on a registration,
+// proving that the registering agent is the host's own.
+const HeaderAgentToken = "X-Corral-Agent-Token"
+
 // HostRegistration is the answer to a registration: the host and the
 // host-scoped token the agent uses from then on.
 type HostRegistration struct {

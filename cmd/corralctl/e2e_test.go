@@ -160,7 +160,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	api := client.New(endpoint, strings.TrimSpace(string(adminTok)), nil)
 	reg, err := api.RegisterHost(context.Background(), types.HostRegister{Name: "hv1", Region: "dc1", Zone: "rack1",
-		Aggregates: []string{"general"}, Inventory: types.Inventory{CPUs: 16, RAMMiB: 65536, DiskGiB: 500}})
+		Aggregates: []string{"general"}, Inventory: types.Inventory{CPUs: 16, RAMMiB: 65536, DiskGiB: 500}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

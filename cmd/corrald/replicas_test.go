@@ -51,7 +51,7 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 	}
 	for i := 1; i <= 4; i++ {
 		reg, err := ca.RegisterHost(ctx, types.HostRegister{Name: fmt.Sprintf("hv%d", i), Region: "dc1", Zone: "rack1",
-			Inventory: types.Inventory{CPUs: 10, RAMMiB: 65536, DiskGiB: 100}})
+			Inventory: types.Inventory{CPUs: 10, RAMMiB: 65536, DiskGiB: 100}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
