@@ -397,7 +397,9 @@ func (r *running) stop() {
 	}
 }
 
-func registerReq() request { return request{Method: "POST", Path: "/v1/hosts/register", Token: regToken} }
+func registerReq() request {
+	return request{Method: "POST", Path: "/v1/hosts/register", Token: regToken}
+}
 func heartbeatReq(host, token string) request {
 	return request{Method: "POST", Path: "/v1/hosts/" + host + "/heartbeat", Token: token}
 }
