@@ -121,6 +121,9 @@ func (s *Server) routes() {
 	s.serverRoutes(v1)
 	s.groupRoutes(v1)
 	s.tokenRoutes(v1)
+	s.guestRoutes(v1)
+	s.networkRoutes(v1)
+	s.nodeRoutes(v1)
 	v1.GET("/audit", s.listAudit)
 }
 
