@@ -70,6 +70,15 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger receives the agent's log (default slog.Default()).
 	Logger *slog.Logger
+	// Guests, when set, runs the host's guests: the agent watches the
+	// host's desired guests and reconciles them through it.
+	Guests GuestDriver
+	// WatchWait is how long one watch call waits (default 30 s).
+	WatchWait time.Duration
+	// Resync re-checks every guest this often (default 30 s).
+	Resync time.Duration
+	// GuestWorkers bounds the guests reconciled at once (default 4).
+	GuestWorkers int
 }
 
 // Agent is the host agent: it registers the host with corrald and then
@@ -124,6 +133,15 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
+	if cfg.WatchWait <= 0 {
+		cfg.WatchWait = DefaultWatchWait
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = DefaultResync
+	}
+	if cfg.GuestWorkers <= 0 {
+		cfg.GuestWorkers = DefaultGuestWorkers
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
@@ -158,6 +176,13 @@ func (a *Agent) HostID() string {
 	return a.state.HostID
 }
 
+// Client returns a client of corrald that authenticates as this host's
+// agent (with the current agent token). It is safe to call while Run runs.
+func (a *Agent) Client() *client.Client {
+	_, token := a.credentials()
+	return a.api.WithToken(token)
+}
+
 // setState replaces the agent's state.
 func (a *Agent) setState(s State) {
 	a.mu.Lock()
@@ -190,6 +215,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent starting", "name", a.cfg.Name, "endpoint", a.cfg.Endpoint,
 		"state_dir", a.cfg.StateDir, "heartbeat_interval", a.cfg.HeartbeatInterval, "version", a.cfg.Version)
 	checked := false // whether the saved registration was compared with the host
+	var guests sync.WaitGroup
+	started := false
 	for ctx.Err() == nil {
 		if !checked || !a.state.valid() {
 			if wait, err := a.ensureRegistered(ctx); err != nil {
@@ -198,8 +225,17 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			checked = true
 		}
+		if !started && a.cfg.Guests != nil {
+			// The guest loop needs the host ID and credential; it reads
+			// them anew for every call, so re-registrations carry over.
+			started = true
+			guests.Add(1)
+			go func() { defer guests.Done(); a.runGuests(ctx) }()
+		}
 		a.clock.Sleep(ctx, a.heartbeat(ctx))
 	}
+	// Stopping leaves every guest running: the next agent adopts them.
+	guests.Wait()
 	a.log.Info("agent stopped", "host_id", a.state.HostID)
 	return nil
 }

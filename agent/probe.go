@@ -103,6 +103,9 @@ type HostProbe struct {
 	Disk DiskStater
 	// Guests counts guests.
 	Guests GuestCounter
+	// Extra are capabilities found by other means, such as "kvm" once
+	// the compute driver's boot probe has run a KVM guest.
+	Extra []string
 }
 
 // NewHostProbe returns a probe of the real host that measures the file
@@ -147,7 +150,14 @@ func (p *HostProbe) Inventory(ctx context.Context) (types.Inventory, []string, e
 	if err != nil {
 		return inv, nil, err
 	}
-	return inv, capabilities(p.FS, cg, hp), nil
+	caps := capabilities(p.FS, cg, hp)
+	for _, c := range p.Extra {
+		if !slices.Contains(caps, c) {
+			caps = append(caps, c)
+		}
+	}
+	slices.Sort(caps)
+	return inv, caps, nil
 }
 
 // Usage implements Prober. It measures what it can and returns the first

@@ -54,6 +54,7 @@ func (s *Server) groupRoutes(g *echo.Group) {
 			hosts[i] = m.HostID
 		}
 		s.placer.forget(c.Request().Context(), hosts...)
+		s.hub.notify(hosts...)
 		return c.NoContent(http.StatusNoContent)
 	})
 	g.POST("/groups/:id/scale", s.scaleGroup)
@@ -207,7 +208,8 @@ func (s *Server) createGroup(c echo.Context) error {
 	}, func(d placement.Decision) error {
 		grp.Revision = 0
 		grp.RegionID = d.Region
-		_, err := s.store.ClaimAndCreate(ctx, hostClaims(d), members(gp.template, in.Name, d, 1), grp)
+		made, err := s.store.ClaimAndCreate(ctx, hostClaims(d), members(gp.template, in.Name, d, 1), grp)
+		s.notifyServers(made...)
 		return err
 	})
 	if err != nil {
@@ -268,7 +270,8 @@ func (s *Server) scaleGroup(c echo.Context) error {
 		_, err = s.placer.decide(ctx, func(snap *placement.Snapshot) (placement.Decision, error) {
 			return snap.ScaleUp(gp.req, in.Members-cur)
 		}, func(d placement.Decision) error {
-			_, err := s.store.ClaimAndCreate(ctx, hostClaims(d), members(gp.template, grp.Name, d, nextIndex(grp)), &grp)
+			made, err := s.store.ClaimAndCreate(ctx, hostClaims(d), members(gp.template, grp.Name, d, nextIndex(grp)), &grp)
+			s.notifyServers(made...)
 			return err
 		})
 		if err != nil {
@@ -288,6 +291,7 @@ func (s *Server) scaleGroup(c echo.Context) error {
 			return err
 		}
 		s.placer.forget(ctx, hosts...)
+		s.hub.notify(hosts...)
 	}
 	spec.Members = in.Members
 	if err := s.store.SetGroupSpec(ctx, grp.ID, spec); err != nil {
@@ -342,6 +346,7 @@ func (s *Server) replaceMember(c echo.Context) error {
 	}
 	// The release of the old member moved its host on: rebuild from the store.
 	s.placer.forget(ctx, old.HostID, repl.HostID)
+	s.hub.notify(old.HostID, repl.HostID)
 	setResource(c, repl.ID)
 	return object(c, http.StatusCreated, repl.Revision, repl)
 }

@@ -36,6 +36,13 @@ type Config struct {
 	Now func() time.Time
 	// HostDownAfter marks a host down when its heartbeat is older; 0 means 30 s.
 	HostDownAfter time.Duration
+	// Baremetal wires bare-metal nodes (nodes.go); zero means nodes can be
+	// enrolled only once a keyring is given, and are not driven.
+	Baremetal BaremetalConfig
+	// WatchRecheck is how often an agent's waiting watch re-reads its
+	// host's guests, to see changes made through another replica; 0 means
+	// 2 s. Changes made through this replica wake it at once.
+	WatchRecheck time.Duration
 	// Placement configures the engine: failsafe margin, heartbeat age,
 	// overhead, default weigher. Aggregates come from the store.
 	Placement placement.Config
@@ -56,6 +63,7 @@ type Server struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	placer  *placer
+	hub     *hub
 }
 
 // New builds the API and its routes.
@@ -81,11 +89,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.WatchRecheck == 0 {
+		cfg.WatchRecheck = 2 * time.Second
+	}
 	images, err := newImageStore(cfg.ImageDir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, images: images, log: cfg.Logger, reg: cfg.Registry}
+	s := &Server{cfg: cfg, store: cfg.Store, images: images, log: cfg.Logger, reg: cfg.Registry, hub: newHub()}
 	s.metrics = newMetrics(cfg.Registry)
 	s.placer = newPlacer(cfg.Store, cfg.Now, cfg.Placement)
 	e := echo.New()

@@ -31,6 +31,9 @@ func (s *Server) createServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if out.Kind == types.KindBaremetal { // bare metal: a node, not a host (nodes.go)
+		return s.createBaremetalServer(c, out)
+	}
 	ctx := c.Request().Context()
 	var made []types.Server
 	_, err = s.placer.decide(ctx, func(snap *placement.Snapshot) (placement.Decision, error) {
@@ -46,6 +49,7 @@ func (s *Server) createServer(c echo.Context) error {
 	if err != nil {
 		return refError("server", noValidHost(err))
 	}
+	s.notifyServers(made...)
 	return created(c, made[0].ID, made[0].Revision, made[0], nil)
 }
 
@@ -255,11 +259,18 @@ func (s *Server) updateServer(c echo.Context) error {
 		}
 	}
 	srv, err := s.store.UpdateServer(c.Request().Context(), c.Param("id"), rev, in)
+	if err == nil {
+		s.notifyServers(srv)
+	}
 	return found(c, srv.Revision, srv, err)
 }
 
-// deleteServer removes a server and gives its claim back. (Once the agents
-// run guests, deleting a running server hands it to them first.)
+// deleteServer deletes a server. A VM whose host's agent has made a guest
+// is handed to that agent: the server turns "deleting" (202) and goes, with
+// its claim given back, once the agent confirms the guest and all it left
+// on the host are gone. Anything else goes at once (204). An admin's
+// ?force=true removes the record at once in every case, for a host that is
+// gone for good; its agent, if it ever returns, reaps the orphan guest.
 func (s *Server) deleteServer(c echo.Context) error {
 	if err := allow(c, serverWrite...); err != nil {
 		return err
@@ -268,7 +279,13 @@ func (s *Server) deleteServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if visible.GroupID != "" {
+	force := c.QueryParam("force") == "true"
+	if force {
+		if err := allow(c, adminOnly...); err != nil {
+			return err
+		}
+	}
+	if visible.GroupID != "" && !force {
 		return types.Errorf(types.CodeConflict, "server %s is a member of group %s: scale the group down or replace the member",
 			visible.ID, visible.GroupID).WithDetail("group_id", visible.GroupID)
 	}
@@ -276,10 +293,23 @@ func (s *Server) deleteServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	srv, err := s.store.DeleteServer(c.Request().Context(), c.Param("id"), rev)
+	if visible.Kind == types.KindBaremetal && !force { // bare metal: clean the node (nodes.go)
+		return s.deleteBaremetalServer(c, visible, rev)
+	}
+	ctx := c.Request().Context()
+	var srv types.Server
+	if force {
+		srv, err = s.store.ForceDeleteServer(ctx, visible.ID)
+	} else {
+		srv, err = s.store.DeleteServer(ctx, visible.ID, rev)
+	}
 	if err != nil {
 		return err
 	}
-	s.placer.forget(c.Request().Context(), srv.HostID)
+	s.notifyServers(srv)
+	if srv.State == types.ServerDeleting && !force {
+		return object(c, http.StatusAccepted, srv.Revision, srv)
+	}
+	s.placer.forget(ctx, srv.HostID)
 	return c.NoContent(http.StatusNoContent)
 }

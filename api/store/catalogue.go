@@ -61,6 +61,9 @@ var (
 			{kind: "server", table: "servers", where: "project_id = ?"},
 			{kind: "group", table: "server_groups", where: "project_id = ?"},
 			{kind: "token", table: "tokens", where: "project_id = ?"},
+			{kind: "network", table: "networks", where: "project_id = ?"},
+			{kind: "port", table: "ports", where: "project_id = ?"},
+			{kind: "security group", table: "security_groups", where: "project_id = ?"},
 		},
 	}
 )

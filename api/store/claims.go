@@ -133,6 +133,21 @@ func (s *Store) deleteServers(ctx context.Context, tx *sqlx.Tx, ids []string, if
 		if ifMatch > 0 && row.Revision != ifMatch {
 			return nil, fmt.Errorf("server %s is at revision %d, not %d: %w", row.ID, row.Revision, ifMatch, ErrStale)
 		}
+		if row.hasGuest() {
+			// The host's agent runs (or may be building) the guest: it
+			// removes it and confirms, and only then is the claim given
+			// back (ReportGuests). Until then the server is "deleting",
+			// out of its group.
+			if row.State != types.ServerDeleting {
+				row.State, row.GroupID, row.Revision, row.UpdatedAt = types.ServerDeleting, "", row.Revision+1, micros(time.Now())
+				if _, err := tx.ExecContext(ctx, s.rb(`UPDATE servers SET state = ?, group_id = ?, revision = ?, updated_at = ?
+					WHERE id = ?`), row.State, row.GroupID, row.Revision, row.UpdatedAt, row.ID); err != nil {
+					return nil, fmt.Errorf("delete server %s: %w", row.ID, err)
+				}
+			}
+			out = append(out, row.API())
+			continue
+		}
 		if err := s.release(ctx, tx, row); err != nil {
 			return nil, err
 		}

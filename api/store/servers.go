@@ -11,7 +11,8 @@ import (
 var serverTable = table{
 	name: "servers", kind: "server", byName: false,
 	cols: []string{"id", "revision", "created_at", "updated_at", "name", "kind", "project_id", "flavor_id", "image_id",
-		"region_id", "zone_id", "aggregate_id", "desired_state", "state", "host_id", "node_id", "addresses", "fault", "launched_at", "claim", "group_id"},
+		"region_id", "zone_id", "aggregate_id", "desired_state", "state", "host_id", "node_id", "addresses", "fault", "launched_at", "claim", "group_id",
+		"observed", "reboot_seq"},
 	filters: map[string]string{
 		"region":    "region_id = ?",
 		"zone":      "zone_id = ?",
@@ -46,6 +47,9 @@ type ServerRow struct {
 	// Claim is the JSON Allocation this server holds on its host.
 	Claim   string `db:"claim"`
 	GroupID string `db:"group_id"`
+	// Observed is the JSON GuestObserved the host's agent last reported.
+	Observed  string `db:"observed"`
+	RebootSeq int64  `db:"reboot_seq"`
 }
 
 // API converts the row to its wire form.
@@ -53,7 +57,11 @@ func (r ServerRow) API() types.Server {
 	out := types.Server{Meta: r.toAPI(), Name: r.Name, Kind: r.Kind, ProjectID: r.ProjectID, FlavorID: r.FlavorID,
 		ImageID: r.ImageID, RegionID: r.RegionID, ZoneID: r.ZoneID, AggregateID: r.AggregateID,
 		DesiredState: r.DesiredState, State: r.State, Fault: r.Fault, HostID: r.HostID, NodeID: r.NodeID,
-		Addresses: fromJSON[[]types.Address](r.Addresses), GroupID: r.GroupID}
+		Addresses: fromJSON[[]types.Address](r.Addresses), GroupID: r.GroupID, RebootSeq: r.RebootSeq}
+	if r.Observed != "" {
+		o := fromJSON[types.GuestObserved](r.Observed)
+		out.Observed = &o
+	}
 	if out.Addresses == nil {
 		out.Addresses = []types.Address{}
 	}

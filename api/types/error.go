@@ -88,7 +88,8 @@ func Status(code string) int {
 		return 405
 	case CodeAlreadyExists, CodeConflict, CodeNoValidHost, CodeFlavorInUse, CodeImageInUse, CodeRegionInUse,
 		CodeZoneInUse, CodeAggregateInUse, CodeProjectInUse, CodeHostHasServers,
-		CodeImageNotActive, CodeIdempotencyInProgress:
+		CodeImageNotActive, CodeIdempotencyInProgress,
+		CodeNetworkInUse, CodeSubnetInUse, CodeSecurityGroupInUse, CodeIPPoolExhausted, CodeIPAddressInUse, CodeSegmentInUse:
 		return 409
 	case CodePreconditionFailed:
 		return 412

@@ -115,4 +115,10 @@ const (
 	CapVhostNet = "vhost_net"
 	// CapKVMDevice means /dev/kvm exists. It does not mean KVM guests run.
 	CapKVMDevice = "kvm_device"
+	// CapKVM means a guest booted under KVM on this host (a real boot
+	// probe), or the operator configured the domain type kvm.
+	CapKVM = "kvm"
+	// CapTCG means guests run under QEMU's TCG emulation: KVM is absent
+	// or broken and the host's configuration allows emulation.
+	CapTCG = "tcg"
 )

@@ -52,6 +52,10 @@ type Server struct {
 	GroupID string `json:"group_id,omitempty"`
 	// LaunchedAt is when the server first became active.
 	LaunchedAt *time.Time `json:"launched_at,omitempty"`
+	// RebootSeq counts the reboots asked for.
+	RebootSeq int64 `json:"reboot_seq"`
+	// Observed is what the host's agent last reported of the guest.
+	Observed *GuestObserved `json:"observed,omitempty"`
 }
 
 // ServerCreate creates a server. Project, Flavor, Image, Region, Zone and

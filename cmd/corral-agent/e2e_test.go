@@ -59,7 +59,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	const name = "e2e-agent-host"
 	args := []string{"--endpoint", endpoint, "--registration-token-file", tokenFile, "--name", name,
-		"--region", "dc1", "--zone", "rack1", "--state-dir", filepath.Join(dir, "state"),
+		"--region", "dc1", "--zone", "rack1", "--state-dir", filepath.Join(dir, "state"), "--compute=false",
 		"--heartbeat-interval", "500ms", "--log-level", "debug"}
 	first := testenv.Start(t, filepath.Join(dir, "agent-1.log"), corralAgent, args...)
 

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/corral-cloud/corral/agent"
+	"github.com/corral-cloud/corral/api/client"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -50,6 +51,7 @@ type options struct {
 	endpoint, tokenFile, name, region, zone, stateDir, dataDir, logLevel string
 	aggregates                                                           []string
 	heartbeatInterval                                                    time.Duration
+	compute                                                              computeOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -69,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory whose file system holds guest disks; its size is reported (default --state-dir)")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "time between heartbeats")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	o.compute.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -110,10 +113,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+	// libvirt's qemu user must traverse the data directory to reach the
+	// guests' disks and consoles below it (0711: not list it).
+	if err := os.MkdirAll(o.dataDir, 0o711); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	a, err := agent.New(agent.Config{
+	if o.compute.enabled {
+		if err := os.Chmod(o.dataDir, 0o711); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+	}
+	probe := agent.NewHostProbe(o.dataDir)
+	cfg := agent.Config{
 		Endpoint:              o.endpoint,
 		RegistrationTokenFile: o.tokenFile,
 		Name:                  o.name,
@@ -123,11 +134,28 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		StateDir:              o.stateDir,
 		HeartbeatInterval:     o.heartbeatInterval,
 		Version:               version,
-		Prober:                agent.NewHostProbe(o.dataDir),
+		Prober:                probe,
 		Logger:                log,
-	})
-	if err != nil {
+		WatchWait:             o.compute.watchWait,
+		Resync:                o.compute.resync,
+		GuestWorkers:          o.compute.workers,
+	}
+	var a *agent.Agent
+	if o.compute.enabled {
+		driver, caps, err := o.compute.setup(ctx, o.name, o.dataDir, func() *client.Client { return a.Client() }, log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		cfg.Guests, probe.Guests, probe.Extra = driver, driver, caps
+	}
+	if a, err = agent.New(cfg); err != nil {
 		return err
+	}
+	if o.compute.enabled && o.compute.network {
+		go runNetwork(ctx, log, o.endpoint, o.stateDir, o.compute.bridge, o.compute.tunnelIP)
 	}
 	return a.Run(ctx)
 }

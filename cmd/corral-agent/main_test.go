@@ -53,7 +53,12 @@ func TestParseFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(options{})); diff != "" {
+			if !got.compute.enabled || got.compute.libvirtURI != "qemu:///system" || got.compute.domainType != "auto" ||
+				got.compute.allowTCG || got.compute.bridge != "br-int" {
+				t.Errorf("compute defaults = %+v", got.compute)
+			}
+			got.compute = computeOptions{} // checked above
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(options{}, computeOptions{})); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}
 		})

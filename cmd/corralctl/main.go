@@ -116,6 +116,8 @@ Exit status: 0 on success, 1 for an API or other error, 2 for a usage error.`,
 		a.regionCommand(), a.zoneCommand(), a.aggregateCommand(), a.flavorCommand(), a.imageCommand(),
 		a.projectCommand(), a.serverCommand(), a.hostCommand(), a.tokenCommand(), a.auditCommand(),
 	)
+	root.AddCommand(a.nodeCommand()) // bare metal (node.go)
+	root.AddCommand(a.networkCommands()...)
 	return root
 }
 

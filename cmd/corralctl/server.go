@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/corral-cloud/corral/api/client"
 
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/spf13/cobra"
@@ -76,7 +80,29 @@ server the first run created.`,
 	addIfMatchFlag(update, &rev)
 
 	return group("server", "Manage servers (VMs and bare-metal machines)",
-		listCommand(a, k), showCommand(a, k), create, update, deleteCommand(a, k, true))
+		listCommand(a, k), showCommand(a, k), create, update, deleteCommand(a, k, true),
+		a.serverAction(k, types.ActionStart, "Start a stopped server"),
+		a.serverAction(k, types.ActionStop, "Stop a server: graceful, forced after the host's stop timeout"),
+		a.serverAction(k, types.ActionReboot, "Reboot an active server"))
+}
+
+// serverAction is "server start|stop|reboot ID|NAME".
+func (a *app) serverAction(k *kind[types.Server], action, short string) *cobra.Command {
+	return &cobra.Command{
+		Use: action + " ID|NAME", Short: short, Args: cobra.ExactArgs(1),
+		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
+			id, err := resolveID(ctx, a, k, args[0])
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if _, err := a.api.c.Do(ctx, client.Request{Method: http.MethodPost, Path: objectPath(k.path, id) + "/actions",
+				Body: types.ServerAction{Action: action}}, &raw); err != nil {
+				return err
+			}
+			return a.printObject(raw)
+		}),
+	}
 }
 
 var hostKind = &kind[types.Host]{

@@ -44,6 +44,7 @@ type options struct {
 	hostDownAfter, maintenanceEvery, tokenGrace, auditRetention        time.Duration
 	heartbeatMaxAge                                                    time.Duration
 	maxBody, maxImage, failsafeMarginMiB                               int64
+	bm                                                                 *bmOptions // bare metal (baremetal.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -69,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.heartbeatMaxAge, "heartbeat-max-age", placement.DefaultHeartbeatMaxAge,
 		"a host whose last heartbeat is older is not a placement candidate")
 	fs.StringVar(&o.defaultWeigher, "default-weigher", "spread", "placement policy where neither request nor aggregate names one: pack or spread")
+	o.bm = baremetalFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -116,7 +118,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api, err := server.New(server.Config{Store: st, ImageDir: o.imageDir, Logger: log,
+	bm, err := startBaremetal(ctx, o.bm, st, o.dataDir, o.imageDir, log)
+	if err != nil {
+		return err
+	}
+	api, err := server.New(server.Config{Store: st, ImageDir: o.imageDir, Logger: log, Baremetal: bm,
 		MaxBodyBytes: o.maxBody, MaxImageBytes: o.maxImage, Registry: reg, HostDownAfter: o.hostDownAfter,
 		TokenPurgeGrace: o.tokenGrace, AuditRetention: o.auditRetention,
 		Placement: placement.Config{FailsafeMarginMiB: o.failsafeMarginMiB, HeartbeatMaxAge: o.heartbeatMaxAge,

@@ -35,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 		{"Idempotency", testIdempotency},
 		{"Audit", testAudit},
 		{"ConcurrentWrites", testConcurrentWrites},
+		{"Guests", testGuests},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,136 @@
+package types
+
+import "time"
+
+// Desired state of a guest that is being deleted. Users never set it: a
+// DELETE of a placed VM moves the server to "deleting" and the host's agent
+// sees this desired state until it confirms the guest is gone.
+const DesiredDeleted = "deleted"
+
+// Server actions (POST /v1/servers/{id}/actions).
+const (
+	ActionStart  = "start"
+	ActionStop   = "stop"
+	ActionReboot = "reboot"
+)
+
+// ServerAction asks for a lifecycle action on a server.
+type ServerAction struct {
+	// Action is "start", "stop" or "reboot".
+	Action string `json:"action"`
+}
+
+// GuestImage is the image a guest boots, as its host's agent fetches it.
+type GuestImage struct {
+	ID        string `json:"id"`
+	SHA256    string `json:"sha256"`
+	SizeBytes int64  `json:"size_bytes"`
+	Format    string `json:"format"`
+}
+
+// GuestNIC is one network interface of a guest. PortID is what the host's
+// switch knows the interface by (Open vSwitch external_ids:iface-id).
+type GuestNIC struct {
+	PortID  string   `json:"port_id"`
+	MAC     string   `json:"mac"`
+	VLAN    int      `json:"vlan,omitempty"`
+	IPs     []string `json:"ips,omitempty"` // CIDR notation
+	Gateway string   `json:"gateway,omitempty"`
+}
+
+// GuestSpec is what a host's agent must make true for one server.
+type GuestSpec struct {
+	ServerID  string `json:"server_id"`
+	Name      string `json:"name"`
+	ProjectID string `json:"project_id"`
+	// DesiredState is "active", "stopped" or "deleted".
+	DesiredState string     `json:"desired_state"`
+	VCPUs        int64      `json:"vcpus"`
+	RAMMiB       int64      `json:"ram_mib"`
+	DiskGiB      int64      `json:"disk_gib"`
+	Hugepages    bool       `json:"hugepages"`
+	QoS          QoS        `json:"qos"`
+	Image        GuestImage `json:"image"`
+	NICs         []GuestNIC `json:"nics"`
+	// RebootSeq counts reboots asked for; the agent reboots a running
+	// guest whose last applied reboot is older.
+	RebootSeq int64 `json:"reboot_seq"`
+	// Revision is the server's revision this spec was made from.
+	Revision int64 `json:"revision"`
+}
+
+// HostGuests is a host's whole desired set, the answer of its agent's watch
+// (GET /v1/hosts/{id}/guests). Version changes whenever the set does.
+type HostGuests struct {
+	HostID  string      `json:"host_id"`
+	Version string      `json:"version"`
+	Guests  []GuestSpec `json:"guests"`
+}
+
+// Guest states an agent reports.
+const (
+	GuestBuilding = "building"
+	GuestActive   = "active"
+	GuestStopped  = "stopped"
+	GuestError    = "error"
+	GuestDeleted  = "deleted" // the guest and all it left on the host are gone
+)
+
+// GuestStatus is an agent's account of one guest.
+type GuestStatus struct {
+	ServerID string `json:"server_id"`
+	// State is one of the Guest* states.
+	State    string        `json:"state"`
+	Fault    string        `json:"fault,omitempty"`
+	Observed GuestObserved `json:"observed"`
+}
+
+// GuestReport carries an agent's statuses (POST /v1/hosts/{id}/guests/status).
+type GuestReport struct {
+	Guests []GuestStatus `json:"guests"`
+}
+
+// GuestObserved is what a host's agent sees of a guest, shown on the
+// server as "observed".
+type GuestObserved struct {
+	Domain string `json:"domain,omitempty"`
+	// DomainID is libvirt's running domain ID; it changes only when the
+	// guest's process is restarted.
+	DomainID   int    `json:"domain_id,omitempty"`
+	DomainUUID string `json:"domain_uuid,omitempty"`
+	// DomainType is "kvm" or "qemu" (TCG emulation).
+	DomainType string `json:"domain_type,omitempty"`
+	// Vhost says whether the NICs use the vhost-net kernel backend.
+	Vhost     bool       `json:"vhost"`
+	Hugepages bool       `json:"hugepages"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	// ConsoleLog is the host path of the serial console's log.
+	ConsoleLog string       `json:"console_log,omitempty"`
+	Taps       []string     `json:"taps,omitempty"`
+	QoS        []AppliedQoS `json:"qos,omitempty"`
+	Counters   GuestCounter `json:"counters"`
+	// RebootSeq is the last reboot request the agent carried out.
+	RebootSeq int64     `json:"reboot_seq"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// AppliedQoS is one limit as the agent applied and read it back.
+type AppliedQoS struct {
+	// Limit is "net_in_kbps", "net_out_kbps", "disk_iops" or "disk_bytes_sec".
+	Limit string `json:"limit"`
+	Value int64  `json:"value"`
+	// Mechanism names what enforces it, e.g. "tc-tbf vnet3",
+	// "ovs-meter 17", "libvirt-iotune vda".
+	Mechanism string `json:"mechanism"`
+}
+
+// GuestCounter holds a guest's cumulative counters, from libvirt.
+type GuestCounter struct {
+	CPUTimeNs   uint64 `json:"cpu_time_ns"`
+	MemoryKiB   uint64 `json:"memory_kib"`
+	DiskRdBytes int64  `json:"disk_rd_bytes"`
+	DiskWrBytes int64  `json:"disk_wr_bytes"`
+	DiskWrReqs  int64  `json:"disk_wr_reqs"`
+	NetRxBytes  int64  `json:"net_rx_bytes"`
+	NetTxBytes  int64  `json:"net_tx_bytes"`
+}

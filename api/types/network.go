@@ -1,0 +1,277 @@
+package types
+
+// Networking (issue 5): networks, subnets with static IPAM, ports, security
+// groups, and the desired network state of one host that its agent watches.
+
+// Error codes of networking; all are 409 (see Status).
+const (
+	CodeNetworkInUse       = "network_in_use"        // 409: the network still has ports
+	CodeSubnetInUse        = "subnet_in_use"         // 409: addresses of the subnet are allocated to ports
+	CodeSecurityGroupInUse = "security_group_in_use" // 409: ports or other groups' rules use the group
+	CodeIPPoolExhausted    = "ip_pool_exhausted"     // 409: no free address is left in the subnet's pools
+	CodeIPAddressInUse     = "ip_address_in_use"     // 409: the fixed IP asked for is allocated to another port
+	CodeSegmentInUse       = "segment_in_use"        // 409: another network has this VLAN ID or VNI
+)
+
+// Segment types of a network.
+const (
+	SegmentVLAN  = "vlan"  // an 802.1Q VLAN: isolated on the hosts' integration bridges
+	SegmentVXLAN = "vxlan" // an overlay: VXLAN tunnels between hosts, keyed by the VNI
+)
+
+// Security group rule directions and protocols.
+const (
+	DirectionIngress = "ingress" // traffic to the port
+	DirectionEgress  = "egress"  // traffic from the port
+	ProtocolAny      = "any"
+	ProtocolTCP      = "tcp"
+	ProtocolUDP      = "udp"
+	ProtocolICMP     = "icmp"
+)
+
+// DefaultSecurityGroup is the name of the group every project gets on its
+// first port: all egress, and ingress from members of the same group.
+const DefaultSecurityGroup = "default"
+
+// Network is an isolated layer-2 segment.
+type Network struct {
+	Meta
+	Name string `json:"name"`
+	// ProjectID owns the network; empty for a network shared by all
+	// projects.
+	ProjectID string `json:"project_id,omitempty"`
+	// SegmentType is "vlan" or "vxlan".
+	SegmentType string `json:"segment_type"`
+	// SegmentID is the VLAN ID (1–4094) or the VNI (1–16777215). Unique
+	// per segment type.
+	SegmentID   int64  `json:"segment_id"`
+	Description string `json:"description,omitempty"`
+}
+
+// NetworkCreate creates a network. Project is a project's ID or name.
+type NetworkCreate struct {
+	Name        string `json:"name"`
+	Project     string `json:"project,omitempty"`
+	SegmentType string `json:"segment_type"`
+	SegmentID   int64  `json:"segment_id"`
+	Description string `json:"description,omitempty"`
+}
+
+// NetworkUpdate changes the fields that are set. The segment never changes:
+// every port of the network is wired to it.
+type NetworkUpdate struct {
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
+}
+
+// IPRange is an inclusive range of addresses.
+type IPRange struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
+}
+
+// Subnet is an IPv4 range of a network whose addresses corrald allocates
+// to ports (static IPAM: no DHCP server).
+type Subnet struct {
+	Meta
+	Name      string `json:"name"`
+	NetworkID string `json:"network_id"`
+	// CIDR is the subnet in canonical form, e.g. "10.77.0.0/24".
+	CIDR string `json:"cidr"`
+	// GatewayIP is the router's address, inside CIDR; empty for none.
+	GatewayIP string `json:"gateway_ip,omitempty"`
+	// AllocationPools are the ranges ports get addresses from.
+	AllocationPools []IPRange `json:"allocation_pools"`
+	DNSServers      []string  `json:"dns_servers"`
+	Description     string    `json:"description,omitempty"`
+}
+
+// SubnetCreate creates a subnet. Network is a network's ID or name. Without
+// allocation pools the pool is the whole CIDR except the network, broadcast
+// and gateway addresses. Without a gateway the first host address is the
+// gateway, unless NoGateway is set.
+type SubnetCreate struct {
+	Name            string    `json:"name"`
+	Network         string    `json:"network"`
+	CIDR            string    `json:"cidr"`
+	GatewayIP       string    `json:"gateway_ip,omitempty"`
+	NoGateway       bool      `json:"no_gateway,omitempty"`
+	AllocationPools []IPRange `json:"allocation_pools,omitempty"`
+	DNSServers      []string  `json:"dns_servers,omitempty"`
+	Description     string    `json:"description,omitempty"`
+}
+
+// SubnetUpdate changes the fields that are set.
+type SubnetUpdate struct {
+	Name        *string   `json:"name,omitempty"`
+	DNSServers  *[]string `json:"dns_servers,omitempty"`
+	Description *string   `json:"description,omitempty"`
+}
+
+// FixedIP is an address of a port.
+type FixedIP struct {
+	SubnetID  string `json:"subnet_id"`
+	IPAddress string `json:"ip_address"`
+}
+
+// FixedIPRequest asks for an address: a subnet (ID or name) and optionally
+// the address itself; without one corrald picks a free one from the pools.
+type FixedIPRequest struct {
+	Subnet    string `json:"subnet"`
+	IPAddress string `json:"ip_address,omitempty"`
+}
+
+// Port is a virtual NIC on a network: a MAC address and fixed IPs, bound to
+// a server (DeviceID) on a host (HostID) or unbound. A port keeps its
+// addresses when it moves to another server or host.
+type Port struct {
+	Meta
+	Name       string    `json:"name,omitempty"`
+	NetworkID  string    `json:"network_id"`
+	ProjectID  string    `json:"project_id"`
+	MACAddress string    `json:"mac_address"`
+	FixedIPs   []FixedIP `json:"fixed_ips"`
+	// DeviceID is the server the port is plugged into, or empty.
+	DeviceID string `json:"device_id,omitempty"`
+	// HostID is the host whose agent wires the port, or empty.
+	HostID string `json:"host_id,omitempty"`
+	// SecurityGroups are the IDs of the port's groups. A port with none
+	// drops everything but its own ARP (anti-spoofing still applies).
+	SecurityGroups []string `json:"security_groups"`
+	Description    string   `json:"description,omitempty"`
+}
+
+// PortCreate creates a port. Network, Project, Server, Host and the
+// security groups are IDs or names (servers by ID only). Without FixedIPs
+// the port gets one address from each subnet of the network; without
+// SecurityGroups it joins the project's default group. Server binds the
+// port and, unless Host is given, puts it on the server's host.
+type PortCreate struct {
+	Name           string           `json:"name,omitempty"`
+	Network        string           `json:"network"`
+	Project        string           `json:"project,omitempty"`
+	MACAddress     string           `json:"mac_address,omitempty"`
+	FixedIPs       []FixedIPRequest `json:"fixed_ips,omitempty"`
+	Server         string           `json:"device_id,omitempty"`
+	Host           string           `json:"host_id,omitempty"`
+	SecurityGroups *[]string        `json:"security_groups,omitempty"`
+	Description    string           `json:"description,omitempty"`
+}
+
+// PortUpdate changes the fields that are set. Setting device_id or host_id
+// to "" unbinds the port; setting them moves it (a VM↔bare-metal move keeps
+// the port's MAC and addresses).
+type PortUpdate struct {
+	Name           *string   `json:"name,omitempty"`
+	Server         *string   `json:"device_id,omitempty"`
+	Host           *string   `json:"host_id,omitempty"`
+	SecurityGroups *[]string `json:"security_groups,omitempty"`
+	Description    *string   `json:"description,omitempty"`
+}
+
+// SecurityGroupRule allows one kind of traffic. Everything not allowed is
+// dropped; replies to allowed connections always pass (stateful).
+type SecurityGroupRule struct {
+	ID string `json:"id"`
+	// Direction is "ingress" or "egress".
+	Direction string `json:"direction"`
+	// Protocol is "tcp", "udp", "icmp" or "any".
+	Protocol string `json:"protocol"`
+	// PortRangeMin and PortRangeMax bound the destination port (tcp and udp
+	// only); 0 and 0 mean every port.
+	PortRangeMin int64 `json:"port_range_min,omitempty"`
+	PortRangeMax int64 `json:"port_range_max,omitempty"`
+	// RemoteCIDR is the peer's range; RemoteGroupID allows the addresses of
+	// the group's ports instead. Neither means 0.0.0.0/0.
+	RemoteCIDR    string `json:"remote_cidr,omitempty"`
+	RemoteGroupID string `json:"remote_group_id,omitempty"`
+}
+
+// SecurityGroupRuleCreate adds a rule. RemoteGroup is a group's ID or name
+// (within the rule's project).
+type SecurityGroupRuleCreate struct {
+	Direction    string `json:"direction"`
+	Protocol     string `json:"protocol,omitempty"`
+	PortRangeMin int64  `json:"port_range_min,omitempty"`
+	PortRangeMax int64  `json:"port_range_max,omitempty"`
+	RemoteCIDR   string `json:"remote_cidr,omitempty"`
+	RemoteGroup  string `json:"remote_group_id,omitempty"`
+}
+
+// SecurityGroup is a named set of rules of one project.
+type SecurityGroup struct {
+	Meta
+	Name        string              `json:"name"`
+	ProjectID   string              `json:"project_id"`
+	Rules       []SecurityGroupRule `json:"rules"`
+	Description string              `json:"description,omitempty"`
+}
+
+// SecurityGroupCreate creates a group, optionally with rules.
+type SecurityGroupCreate struct {
+	Name        string                    `json:"name"`
+	Project     string                    `json:"project,omitempty"`
+	Rules       []SecurityGroupRuleCreate `json:"rules,omitempty"`
+	Description string                    `json:"description,omitempty"`
+}
+
+// SecurityGroupUpdate changes the fields that are set.
+type SecurityGroupUpdate struct {
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
+}
+
+// HostNetwork is the desired network state of one host: what its agent
+// wires on the integration bridge. GET /v1/hosts/{id}/network?version=V
+// answers at once when the state's version differs from V, else waits for
+// a change (up to wait=).
+type HostNetwork struct {
+	HostID string `json:"host_id"`
+	// Version identifies this state: equal versions mean equal states.
+	Version string      `json:"version"`
+	Ports   []BoundPort `json:"ports"`
+	// Tunnels are the other hosts that have ports on the VXLAN networks
+	// of this host's ports.
+	Tunnels []Tunnel `json:"tunnels"`
+}
+
+// BoundPort is a port bound to the host, with everything needed to wire
+// it: its segment, addresses and resolved security group rules.
+type BoundPort struct {
+	ID          string `json:"id"`
+	NetworkID   string `json:"network_id"`
+	SegmentType string `json:"segment_type"`
+	SegmentID   int64  `json:"segment_id"`
+	MACAddress  string `json:"mac_address"`
+	// IPs are the port's addresses with their prefix, e.g. "10.0.0.5/24".
+	IPs []string `json:"ips"`
+	// Gateway is the gateway of the first subnet, or empty.
+	Gateway string `json:"gateway,omitempty"`
+	// Rules are the rules of all the port's groups, remote groups expanded
+	// to their ports' addresses.
+	Rules []ResolvedRule `json:"rules"`
+}
+
+// ResolvedRule is a rule with its peers as CIDRs.
+type ResolvedRule struct {
+	Direction    string `json:"direction"`
+	Protocol     string `json:"protocol"`
+	PortRangeMin int64  `json:"port_range_min,omitempty"`
+	PortRangeMax int64  `json:"port_range_max,omitempty"`
+	// RemoteCIDRs are the peers; empty means none (a remote group without
+	// ports allows nothing).
+	RemoteCIDRs []string `json:"remote_cidrs"`
+}
+
+// Tunnel is a remote VXLAN endpoint and the VNIs it shares with this host.
+type Tunnel struct {
+	HostID string  `json:"host_id"`
+	IP     string  `json:"ip"`
+	VNIs   []int64 `json:"vnis"`
+}
+
+// TunnelEndpoint is what an agent reports about its host: the address its
+// VXLAN tunnels use.
+type TunnelEndpoint struct {
+	IP string `json:"ip"`
+}

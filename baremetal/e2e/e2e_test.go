@@ -1,0 +1,361 @@
+// Package e2e runs corrald and corralctl against simulated bare-metal
+// nodes: libvirt guests whose BMCs are ipmi_sim over real IPMI lanplus,
+// on a provisioning bridge served by corrald's dnsmasq and HTTP server.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corral-cloud/corral/api/client"
+	"github.com/corral-cloud/corral/api/testenv"
+	"github.com/corral-cloud/corral/api/types"
+	"github.com/corral-cloud/corral/baremetal/sim"
+)
+
+var ctx = context.Background()
+
+var (
+	buildOnce                  sync.Once
+	binDir, ramdiskDir, imgDir string
+	buildErr                   error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "corral-bm-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binDir, ramdiskDir, imgDir = filepath.Join(dir, "bin"), filepath.Join(dir, "ramdisk"), filepath.Join(dir, "image")
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// artefacts builds corrald, corralctl, the deploy ramdisk and the test
+// image once per test run.
+func artefacts(t testing.TB) {
+	t.Helper()
+	buildOnce.Do(func() {
+		testenv.Build(t, binDir, "../../cmd/corrald", "../../cmd/corralctl")
+		for _, c := range [][]string{{filepath.Join(sim.Dir(), "../ramdisk/build.sh"), ramdiskDir}, {filepath.Join(sim.Dir(), "image.sh"), imgDir}} {
+			if out, err := exec.Command("bash", c...).CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("%s: %v\n%s", c[0], err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+}
+
+// rig is one provisioning network with a corrald on it.
+type rig struct {
+	t      testing.TB
+	prefix string
+	dir    string
+	net    *sim.Network
+	port   int // provisioning HTTP port
+	data   string
+	args   []string
+	c      *testenv.Corrald
+	admin  *client.Client
+}
+
+func newRig(t testing.TB, pxe bool) *rig {
+	t.Helper()
+	testenv.Require(t, "CORRAL_TEST_IPMI", "ipmi_sim")
+	testenv.Require(t, "CORRAL_TEST_LIBVIRT", "libvirt")
+	artefacts(t)
+	r := &rig{t: t, prefix: sim.Prefix()}
+	r.dir = sim.WorkDir(t, r.prefix)
+	r.net = sim.NewNetwork(t, r.prefix)
+	r.data = filepath.Join(t.TempDir(), "data")
+	r.args = []string{"--data-dir", r.data, "--conductor-poll", "500ms", "--power-sync-interval", "2s",
+		"--bmc-timeout", "30s", "--bmc-attempts", "2", "--bmc-backoff", "500ms", "--bmc-min-interval", "200ms",
+		"--conductor-lease", "5s", "--deploy-timeout", "5m", "--clean-timeout", "5m", "--inspect-timeout", "5m"}
+	if pxe {
+		ln, err := net.Listen("tcp", r.net.HostIP+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		r.args = append(r.args, "--pxe-interface", r.net.Bridge, "--pxe-address", r.net.HostIP+"/24",
+			"--pxe-http-port", fmt.Sprint(r.port), "--pxe-ramdisk-dir", ramdiskDir)
+	}
+	r.start()
+	r.catalogue()
+	return r
+}
+
+// start runs corrald on the rig's data directory (again, after a kill).
+func (r *rig) start() {
+	r.t.Helper()
+	addr := testenv.FreeAddr(r.t)
+	args := append([]string{"--listen", addr, "--bootstrap-token-file", filepath.Join(r.data, "admin-token")}, r.args...)
+	p := testenv.Start(r.t, filepath.Join(r.t.TempDir(), "corrald.log"), filepath.Join(binDir, "corrald"), args...)
+	if err := testenv.WaitReady("http://"+addr, p.Exited, 30*time.Second); err != nil {
+		r.t.Fatal(err)
+	}
+	token, err := os.ReadFile(filepath.Join(r.data, "admin-token"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.c = &testenv.Corrald{Process: p, Endpoint: "http://" + addr, DataDir: r.data}
+	r.admin = client.New(r.c.Endpoint, strings.TrimSpace(string(token)), nil)
+}
+
+// ctl runs corralctl as the admin and returns its output.
+func (r *rig) ctl(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "corralctl"), append([]string{"--endpoint", r.c.Endpoint,
+		"--token-file", filepath.Join(r.data, "admin-token"), "-o", "json"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("corralctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (r *rig) catalogue() {
+	r.ctl("region", "create", "dc1")
+	r.ctl("zone", "create", "rack1", "--region", "dc1")
+	r.ctl("flavor", "create", "metal", "--kind", "baremetal", "--vcpus", "1", "--ram-mib", "128", "--disk-gib", "1")
+	r.ctl("project", "create", "p")
+	if _, err := os.Stat(filepath.Join(imgDir, "baremetal.qcow2")); err == nil {
+		r.ctl("image", "create", "bm-image", "--disk-format", "qcow2", "--file", filepath.Join(imgDir, "baremetal.qcow2"))
+	}
+}
+
+// node creates a simulated node and enrols it.
+func (r *rig) node(name, mac, password string, extra ...string) (*sim.Node, types.Node) {
+	r.t.Helper()
+	n := sim.NewNode(r.t, r.dir, r.prefix+name, mac, r.net.Bridge)
+	r.ctl(append([]string{"node", "create", name, "--region", "dc1", "--zone", "rack1", "--bmc-address", "127.0.0.1",
+		"--bmc-port", fmt.Sprint(n.Port), "--bmc-username", n.User, "--bmc-password", password, "--mac", mac}, extra...)...)
+	return n, r.get(name)
+}
+
+func (r *rig) get(name string) types.Node {
+	r.t.Helper()
+	n, err := client.Get[types.Node](ctx, r.admin, "/v1/nodes/"+name)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return n
+}
+
+// wait polls the node until ok or the timeout, and returns it.
+func (r *rig) wait(name string, timeout time.Duration, what string, ok func(types.Node) bool) types.Node {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		n := r.get(name)
+		if ok(n) {
+			return n
+		}
+		if time.Now().After(deadline) {
+			ev, _ := client.ListAll[types.NodeEvent](ctx, r.admin, "/v1/nodes/"+name+"/events", nil)
+			r.t.Fatalf("node %s: not %s within %s: %+v\nevents: %+v", name, what, timeout, n, ev)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (r *rig) events(name string) []types.NodeEvent {
+	r.t.Helper()
+	ev, err := client.ListAll[types.NodeEvent](ctx, r.admin, "/v1/nodes/"+name+"/events", nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return ev
+}
+
+// TestBaremetalPowerAndBMC covers acceptance 1–3 over real IPMI: wrong
+// credentials stay out of available with a reason, right ones become
+// manageable; power operations through the API change the guest; an
+// out-of-band change is noticed by the sync; a killed BMC gives a bounded
+// 503 and a flag that clears when it returns.
+func TestBaremetalPowerAndBMC(t *testing.T) {
+	r := newRig(t, false)
+	_, bad := r.node("bad", "52:54:00:7b:00:01", "wrong")
+	sn, good := r.node("good", "52:54:00:7b:00:02", "secret")
+	r.wait(bad.Name, 2*time.Minute, "refused", func(n types.Node) bool { return n.LastError != "" })
+	r.wait(good.Name, 2*time.Minute, "manageable", func(n types.Node) bool { return n.State == types.NodeManageable })
+	if n := r.get(bad.Name); n.State != types.NodeEnroll || !strings.Contains(n.LastError, "credentials rejected") {
+		t.Errorf("wrong credentials: %s %q", n.State, n.LastError)
+	}
+
+	for _, op := range []struct{ op, want, power string }{{"on", "running", "on"}, {"cycle", "running", "on"}, {"off", "off", "off"}} {
+		out := r.ctl("node", "power", good.Name, op.op)
+		if !strings.Contains(out, `"power_state": "`+op.power+`"`) {
+			t.Errorf("power %s answered %s", op.op, out)
+		}
+		if got := sn.DomState(); got != op.want {
+			t.Errorf("after power %s the guest is %q, want %q", op.op, got, op.want)
+		}
+	}
+	// Out of band: someone starts the guest behind corrald's back.
+	r.ctl("node", "power", good.Name, "on")
+	if _, err := sim.Virsh("destroy", sn.Name); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(good.Name, time.Minute, "seen off by the sync", func(n types.Node) bool { return n.PowerState == types.PowerOff })
+	found := false
+	for _, e := range r.events(good.Name) {
+		found = found || strings.HasPrefix(e.Actor, "sync:") && strings.Contains(e.Reason, "out of band")
+	}
+	if !found {
+		t.Errorf("no out-of-band event in %+v", r.events(good.Name))
+	}
+
+	// The BMC dies: bounded 503, the node flagged; it comes back: cleared.
+	sn.KillBMC(t)
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	_, err := r.admin.Do(cctx, client.Request{Method: "PUT", Path: "/v1/nodes/" + good.Name + "/power", Body: types.NodePower{State: "on"}}, nil)
+	if client.Code(err) != types.CodeUnavailable {
+		t.Errorf("power on with a dead BMC: %v, want unavailable", err)
+	}
+	r.wait(good.Name, 2*time.Minute, "flagged", func(n types.Node) bool { return n.BMCFault != "" && n.PowerState == types.PowerUnknown })
+	if _, err := client.Get[types.Node](ctx, r.admin, "/v1/nodes/"+good.Name); err != nil {
+		t.Errorf("API stuck while the BMC is dead: %v", err)
+	}
+	sn.StartBMC(t)
+	r.wait(good.Name, 2*time.Minute, "recovered", func(n types.Node) bool { return n.BMCFault == "" && n.PowerState == types.PowerOff })
+}
+
+// TestBaremetalEndToEnd covers acceptance 4: a node is inspected by the
+// deploy ramdisk, "corralctl server create --kind baremetal" PXE-boots it,
+// writes the image, reboots it from disk to the image's readiness marker,
+// and the server is active with the node's MAC and address; deleting it
+// cleans the node back to available.
+func TestBaremetalEndToEnd(t *testing.T) {
+	r := newRig(t, true)
+	mac := "52:54:00:7c:00:01"
+	sn, n := r.node("bm1", mac, "secret", "--provide")
+	n = r.wait(n.Name, 5*time.Minute, "available", func(n types.Node) bool { return n.State == types.NodeAvailable || n.State == types.NodeError })
+	if n.State != types.NodeAvailable || n.Hardware.CPUs < 1 || n.Hardware.RAMMiB < 128 || n.Hardware.DiskGiB() < 1 {
+		t.Fatalf("after inspection: %s %q hardware %+v", n.State, n.LastError, n.Hardware)
+	}
+	start := time.Now()
+	out := r.ctl("server", "create", "metal-1", "--kind", "baremetal", "--flavor", "metal", "--image", "bm-image", "--project", "p")
+	if !strings.Contains(out, n.ID) {
+		t.Fatalf("server not placed on the node: %s", out)
+	}
+	var srv types.Server
+	deadline := time.Now().Add(8 * time.Minute)
+	for {
+		l, err := client.ListAll[types.Server](ctx, r.admin, "/v1/servers", nil)
+		if err != nil || len(l) != 1 {
+			t.Fatalf("servers = %+v, %v", l, err)
+		}
+		srv = l[0]
+		if srv.State == types.ServerActive || srv.State == types.ServerError || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if srv.State != types.ServerActive {
+		t.Fatalf("server %s: %s %q; node %+v", srv.ID, srv.State, srv.Fault, r.get(n.Name))
+	}
+	t.Logf("create → active in %s", time.Since(start).Round(time.Second))
+	n = r.get(n.Name)
+	if len(srv.Addresses) != 1 || srv.Addresses[0].MAC != mac || srv.Addresses[0].IP != n.ProvisionIP || n.ProvisionIP == "" {
+		t.Errorf("server addresses %+v, node %s at %s", srv.Addresses, mac, n.ProvisionIP)
+	}
+	line := sn.WaitSerial(t, "GUEST-READY bm-image", 3*time.Minute)
+	if !strings.Contains(line, "addr="+n.ProvisionIP+"/") {
+		t.Errorf("the deployed OS is not at the node's address %s: %q", n.ProvisionIP, line)
+	}
+	if !strings.Contains(sn.SerialLine("corral-deploy: written and read back"), "sha256") {
+		t.Error("the agent never reported writing and reading back the image")
+	}
+
+	r.ctl("server", "delete", srv.ID)
+	r.wait(n.Name, 5*time.Minute, "cleaned", func(n types.Node) bool { return n.State == types.NodeAvailable || n.State == types.NodeError })
+	if n = r.get(n.Name); n.State != types.NodeAvailable || n.ServerID != "" {
+		t.Fatalf("after delete: %s %q", n.State, n.LastError)
+	}
+	if sn.SerialLine("wiped the first and last MiB of /dev/vda") == "" {
+		t.Error("cleaning never wiped the disk")
+	}
+	var states []string
+	for _, e := range r.events(n.Name) {
+		if !strings.Contains(e.To, " ") {
+			states = append(states, e.To)
+		}
+	}
+	want := "enroll verifying manageable inspecting available deploying active deleting cleaning available"
+	if got := strings.Join(states, " "); got != want {
+		t.Errorf("history %s, want %s", got, want)
+	}
+}
+
+// TestBaremetalRestartMidDeploy covers acceptance 5: corrald is killed
+// while the node runs the deploy ramdisk; the restarted corrald takes the
+// node over when the lease expires, and the deploy ends active (or
+// cleanly in error), never stuck and never on two nodes.
+func TestBaremetalRestartMidDeploy(t *testing.T) {
+	r := newRig(t, true)
+	sn, n := r.node("bm1", "52:54:00:7d:00:01", "secret", "--provide", "--cpus", "1", "--ram-mib", "200", "--disk-gib", "1")
+	r.wait(n.Name, 2*time.Minute, "available", func(n types.Node) bool { return n.State == types.NodeAvailable })
+	r.ctl("server", "create", "metal-1", "--kind", "baremetal", "--flavor", "metal", "--image", "bm-image", "--project", "p")
+	r.wait(n.Name, 3*time.Minute, "waiting for the agent", func(n types.Node) bool { return n.Step == "wait_agent" })
+	// The ramdisk has started; kill corrald in the middle of the deploy.
+	r.c.Cmd.Process.Kill()
+	<-r.c.Exited
+	time.Sleep(3 * time.Second)
+	r.start()
+	var srv types.Server
+	deadline := time.Now().Add(8 * time.Minute)
+	for {
+		l, err := client.ListAll[types.Server](ctx, r.admin, "/v1/servers", nil)
+		if err != nil || len(l) != 1 {
+			t.Fatalf("servers after restart = %+v, %v", l, err)
+		}
+		srv = l[0]
+		if srv.State == types.ServerActive || srv.State == types.ServerError {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stuck after the restart: server %s, node %+v", srv.State, r.get(n.Name))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	n = r.get(n.Name)
+	t.Logf("after the restart: server %s %q, node %s %q", srv.State, srv.Fault, n.State, n.LastError)
+	if srv.NodeID != n.ID || n.ServerID != srv.ID {
+		t.Errorf("server on %s, node holds %s", srv.NodeID, n.ServerID)
+	}
+	switch srv.State {
+	case types.ServerActive:
+		if n.State != types.NodeActive {
+			t.Errorf("server active, node %s", n.State)
+		}
+		sn.WaitSerial(t, "GUEST-READY bm-image", 3*time.Minute)
+	case types.ServerError:
+		if n.State != types.NodeError || n.LastError == "" || srv.Fault == "" {
+			t.Errorf("error without a reason: node %s %q, server %q", n.State, n.LastError, srv.Fault)
+		}
+	}
+	deploys := 0
+	for _, e := range r.events(n.Name) {
+		if e.To == types.NodeDeploying {
+			deploys++
+		}
+	}
+	if deploys != 1 {
+		t.Errorf("the node entered deploying %d times", deploys)
+	}
+}

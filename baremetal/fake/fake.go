@@ -1,0 +1,135 @@
+// Package fake holds hand-written fakes of the bare-metal interfaces for
+// unit tests: a BMC whose power and boot device are plain fields and whose
+// calls can be made to fail, and a provisioning network that records what
+// it was asked.
+package fake
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/corral-cloud/corral/api/types"
+	"github.com/corral-cloud/corral/baremetal"
+)
+
+// Machine is the state behind one fake BMC.
+type Machine struct {
+	Password string
+	Power    string // "on" or "off"
+	Boot     baremetal.BootDevice
+	// Unreachable makes every call fail with ErrUnreachable.
+	Unreachable bool
+	// Calls lists the calls made, e.g. "power on", "boot pxe".
+	Calls []string
+}
+
+// Driver is a fake baremetal.Driver: one Machine per "address:port".
+type Driver struct {
+	mu       sync.Mutex
+	machines map[string]*Machine
+}
+
+var _ baremetal.Driver = (*Driver)(nil)
+
+// NewDriver returns a driver with no machines.
+func NewDriver() *Driver { return &Driver{machines: map[string]*Machine{}} }
+
+// Add registers a machine at address:port that accepts password.
+func (d *Driver) Add(address string, port int, password string) *Machine {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := &Machine{Password: password, Power: types.PowerOff}
+	d.machines[fmt.Sprintf("%s:%d", address, port)] = m
+	return m
+}
+
+// Do runs fn on a machine under the driver's lock (for tests to change
+// or read it).
+func (d *Driver) Do(m *Machine, fn func(*Machine)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fn(m)
+}
+
+// BMC implements baremetal.Driver.
+func (d *Driver) BMC(c baremetal.Credentials) baremetal.BMC {
+	return &bmc{d: d, key: fmt.Sprintf("%s:%d", c.Address, c.Port), password: c.Password}
+}
+
+type bmc struct {
+	d        *Driver
+	key      string
+	password string
+}
+
+func (b *bmc) call(name string, fn func(*Machine)) error {
+	b.d.mu.Lock()
+	defer b.d.mu.Unlock()
+	m, ok := b.d.machines[b.key]
+	if !ok || m.Unreachable {
+		return fmt.Errorf("fake bmc %s: %w", b.key, baremetal.ErrUnreachable)
+	}
+	if m.Password != b.password {
+		return fmt.Errorf("fake bmc %s: bad password: %w", b.key, baremetal.ErrRejected)
+	}
+	m.Calls = append(m.Calls, name)
+	if fn != nil {
+		fn(m)
+	}
+	return nil
+}
+
+func (b *bmc) PowerState(ctx context.Context) (string, error) {
+	var p string
+	err := b.call("power status", func(m *Machine) { p = m.Power })
+	return p, err
+}
+
+func (b *bmc) SetPower(ctx context.Context, op baremetal.PowerOp) error {
+	return b.call("power "+string(op), func(m *Machine) {
+		switch op {
+		case baremetal.PowerOn, baremetal.PowerCycle:
+			m.Power = types.PowerOn
+		case baremetal.PowerOff, baremetal.PowerSoftOff:
+			m.Power = types.PowerOff
+		}
+	})
+}
+
+func (b *bmc) SetBootDevice(ctx context.Context, dev baremetal.BootDevice) error {
+	return b.call("boot "+string(dev), func(m *Machine) { m.Boot = dev })
+}
+
+// Provisioner is a fake baremetal.Provisioner.
+type Provisioner struct {
+	mu        sync.Mutex
+	Refreshes int
+	Images    []string
+	// Fail makes every call fail with it.
+	Fail error
+}
+
+var _ baremetal.Provisioner = (*Provisioner)(nil)
+
+// PrepareImage records the image.
+func (p *Provisioner) PrepareImage(ctx context.Context, img types.Image) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.Fail != nil {
+		return p.Fail
+	}
+	p.Images = append(p.Images, img.ID)
+	return nil
+}
+
+// Refresh counts the call.
+func (p *Provisioner) Refresh(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.Fail != nil {
+		return p.Fail
+	}
+	p.Refreshes++
+	return nil
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/corral-cloud/corral/agent"
+	"github.com/corral-cloud/corral/api/client"
+	"github.com/corral-cloud/corral/api/types"
+	networkagent "github.com/corral-cloud/corral/network/agent"
+	"github.com/corral-cloud/corral/network/ovs"
+)
+
+// runNetwork runs the network reconcile loop beside the agent's other
+// loops until ctx ends: it waits for the agent's registration (the state
+// file in stateDir), then keeps the integration bridge in line with the
+// host's desired network state. It never returns an error: corrald or Open
+// vSwitch being unreachable is logged and retried, and installed flows
+// stay as they are meanwhile. bridge is the integration bridge the guests
+// plug into (--bridge), tunnelIP the host's VXLAN endpoint (--tunnel-ip).
+func runNetwork(ctx context.Context, log *slog.Logger, endpoint, stateDir, bridge, tunnelIP string) {
+	log = log.With("loop", "network", "bridge", bridge)
+	src := &stateSource{dir: stateDir, endpoint: endpoint}
+	var hostID string
+	for hostID == "" {
+		if st, err := src.load(); err == nil && st.HostID != "" && st.Token != "" {
+			hostID = st.HostID
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	r := &networkagent.Reconciler{Source: src, Switch: ovs.New(bridge), HostID: hostID, TunnelIP: tunnelIP, Logger: log}
+	if err := r.Run(ctx); err != nil {
+		log.Error("network loop stopped", "error", err)
+	}
+}
+
+// stateSource calls corrald with the agent token in the agent's state
+// file, re-reading the file when corrald refuses the token (the agent
+// registered again and got a new one).
+type stateSource struct {
+	dir, endpoint string
+	mu            sync.Mutex
+	api           *client.Client
+}
+
+func (s *stateSource) load() (agent.State, error) {
+	var st agent.State
+	data, err := os.ReadFile(filepath.Join(s.dir, agent.StateFile))
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(data, &st)
+}
+
+func (s *stateSource) client(reload bool) (*client.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.api == nil || reload {
+		st, err := s.load()
+		if err != nil {
+			return nil, err
+		}
+		if st.Token == "" {
+			return nil, errors.New("the agent has no token yet")
+		}
+		s.api = client.New(s.endpoint, st.Token, nil)
+		s.api.UserAgent = "corral-agent/" + version + " network"
+	}
+	return s.api, nil
+}
+
+// call runs fn, once more with a re-read token if corrald refused it.
+func (s *stateSource) call(fn func(*client.Client) error) error {
+	c, err := s.client(false)
+	if err != nil {
+		return err
+	}
+	err = fn(c)
+	var ae *client.Error
+	if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) {
+		if c, rerr := s.client(true); rerr == nil {
+			err = fn(c)
+		}
+	}
+	return err
+}
+
+// HostNetwork implements networkagent.Source.
+func (s *stateSource) HostNetwork(ctx context.Context, hostID, version string, wait time.Duration) (types.HostNetwork, error) {
+	var out types.HostNetwork
+	err := s.call(func(c *client.Client) error {
+		var err error
+		out, err = c.HostNetwork(ctx, hostID, version, wait)
+		return err
+	})
+	return out, err
+}
+
+// SetTunnelEndpoint implements networkagent.Source.
+func (s *stateSource) SetTunnelEndpoint(ctx context.Context, hostID, ip string) error {
+	return s.call(func(c *client.Client) error { return c.SetTunnelEndpoint(ctx, hostID, ip) })
+}
+
+var _ networkagent.Source = (*stateSource)(nil)

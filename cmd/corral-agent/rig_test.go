@@ -1,0 +1,373 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corral-cloud/corral/api/client"
+	"github.com/corral-cloud/corral/api/testenv"
+	"github.com/corral-cloud/corral/api/types"
+	"github.com/corral-cloud/corral/compute"
+)
+
+// A rig is corrald plus a real corral-agent running guests through the
+// machine's libvirt and Open vSwitch, on a bridge of its own.
+
+var (
+	rigBinsOnce sync.Once
+	rigBins     string
+	guestOnce   sync.Once
+	guestDir    string
+	guestErr    error
+)
+
+// rigBinaries builds corrald, corral-agent and corralctl once per test run.
+func rigBinaries(t testing.TB) string {
+	rigBinsOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "corral-rig-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.Build(t, dir, "../corrald", ".", "../corralctl")
+		rigBins = dir
+	})
+	if rigBins == "" {
+		t.Fatal("building the binaries failed earlier")
+	}
+	return rigBins
+}
+
+// guestImage returns the directory of the test guest (vmlinuz, initrd.gz,
+// boot.qcow2): CORRAL_TEST_GUEST_IMAGE, or built once with the project's
+// script.
+func guestImage(t testing.TB) string {
+	if d := os.Getenv("CORRAL_TEST_GUEST_IMAGE"); d != "" {
+		return d
+	}
+	guestOnce.Do(func() {
+		guestDir, guestErr = os.MkdirTemp("", "corral-guest-")
+		if guestErr != nil {
+			return
+		}
+		os.Chmod(guestDir, 0o755)
+		out, err := exec.Command("bash", "../../compute/guestimage/build.sh", guestDir).CombinedOutput()
+		if err != nil {
+			guestErr = fmt.Errorf("build guest image: %v: %s", err, out)
+		}
+	})
+	if guestErr != nil {
+		t.Fatal(guestErr)
+	}
+	return guestDir
+}
+
+type rig struct {
+	t        testing.TB
+	bins     string
+	dir      string // world-traversable: libvirt's qemu reads guest files here
+	cd       *testenv.Corrald
+	api      *client.Client
+	bridge   string
+	host     string
+	agent    *testenv.Process
+	agentN   int
+	imageID  string
+	mu       sync.Mutex
+	servers  []string
+	extraArg []string
+	// network runs the agent's network loop: guests then reach only
+	// what their ports and security groups allow.
+	network bool
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newRig(t testing.TB, agentArgs ...string) *rig {
+	t.Helper()
+	return newRigWith(t, false, agentArgs...)
+}
+
+// newRigWith makes a rig whose agent runs its network loop if network.
+func newRigWith(t testing.TB, network bool, agentArgs ...string) *rig {
+	t.Helper()
+	testenv.Require(t, "CORRAL_TEST_LIBVIRT", "libvirt (libvirtd and virtlogd running)")
+	testenv.Require(t, "CORRAL_TEST_OVS", "Open vSwitch (ovs-vswitchd running)")
+	r := &rig{t: t, bins: rigBinaries(t), extraArg: agentArgs, network: network}
+	var err error
+	if r.dir, err = os.MkdirTemp("", "corral-rig-"); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(r.dir, 0o755)
+	id := randHex(3)
+	r.bridge, r.host = "brc"+id, "rig-"+id
+	r.cd = testenv.StartCorrald(t, filepath.Join(r.bins, "corrald"))
+	r.api = r.cd.Admin
+	t.Cleanup(r.cleanup)
+
+	ctx := t.Context()
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ratio := 16.0
+	must(client.Create[types.Region](ctx, r.api, "/v1/regions", types.RegionCreate{Name: "dc1"}, ""))
+	must(client.Create[types.Zone](ctx, r.api, "/v1/zones", types.ZoneCreate{Name: "rack1", Region: "dc1"}, ""))
+	must(client.Create[types.Aggregate](ctx, r.api, "/v1/aggregates", types.AggregateCreate{Name: "rig", CPUAllocationRatio: &ratio}, ""))
+	must(client.Create[types.Project](ctx, r.api, "/v1/projects", types.ProjectCreate{Name: "p1"}, ""))
+	img, err := client.Create[types.Image](ctx, r.api, "/v1/images", types.ImageCreate{Name: "tiny", DiskFormat: "qcow2"}, "")
+	must(img, err)
+	f, err := os.Open(filepath.Join(guestImage(t), "boot.qcow2"))
+	must(f, err)
+	defer f.Close()
+	must(r.api.UploadImage(ctx, img.ID, f))
+	r.imageID = img.ID
+	r.startAgent()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		h, err := client.Get[types.Host](ctx, r.api, "/v1/hosts/"+r.host)
+		if err == nil && h.State == types.HostUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host %s did not come up: %v", r.host, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return r
+}
+
+// startAgent starts (another) corral-agent process for the rig's host.
+func (r *rig) startAgent() {
+	r.agentN++
+	state := filepath.Join(r.dir, "agent")
+	args := append([]string{"--endpoint", r.cd.Endpoint, "--registration-token-file", r.cd.TokenFile,
+		"--name", r.host, "--region", "dc1", "--zone", "rack1", "--aggregates", "rig", "--state-dir", state,
+		"--domain-type", "qemu", "--bridge", r.bridge, "--stop-timeout", "3s", "--heartbeat-interval", "1s",
+		"--log-level", "debug", "--network=" + fmt.Sprint(r.network)}, r.extraArg...)
+	r.agent = testenv.Start(r.t, filepath.Join(r.dir, fmt.Sprintf("agent-%d.log", r.agentN)), filepath.Join(r.bins, "corral-agent"), args...)
+}
+
+// killAgent kills the agent with SIGKILL and waits for it to be gone.
+func (r *rig) killAgent() {
+	r.agent.Cmd.Process.Kill()
+	<-r.agent.Exited
+}
+
+func (r *rig) cleanup() {
+	if r.t.Failed() {
+		for i := 1; i <= r.agentN; i++ {
+			b, _ := os.ReadFile(filepath.Join(r.dir, fmt.Sprintf("agent-%d.log", i)))
+			r.t.Logf("agent-%d log (tail):\n%s", i, tail(string(b), 60))
+		}
+	}
+	if r.agent != nil {
+		r.agent.Cmd.Process.Kill()
+		<-r.agent.Exited
+	}
+	r.mu.Lock()
+	ids := append([]string(nil), r.servers...)
+	r.mu.Unlock()
+	for _, id := range ids {
+		name := compute.DomainName(id)
+		exec.Command("virsh", "-q", "destroy", name).Run()
+		exec.Command("virsh", "-q", "undefine", name).Run()
+	}
+	exec.Command("ovs-vsctl", "--if-exists", "del-br", r.bridge).Run()
+	os.RemoveAll(r.dir)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (r *rig) flavor(name string, in types.FlavorCreate) {
+	r.t.Helper()
+	in.Name = name
+	if in.VCPUs == 0 {
+		in.VCPUs, in.RAMMiB, in.DiskGiB = 1, 128, 1
+	}
+	if _, err := client.Create[types.Flavor](r.t.Context(), r.api, "/v1/flavors", in, ""); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// create creates a VM through the API and tracks it for cleanup.
+func (r *rig) create(name, flavor string) types.Server {
+	r.t.Helper()
+	srv, err := client.Create[types.Server](r.t.Context(), r.api, "/v1/servers",
+		types.ServerCreate{Name: name, Kind: types.KindVM, Project: "p1", Flavor: flavor, Image: "tiny"}, "")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.track(srv.ID)
+	return srv
+}
+
+func (r *rig) track(id string) {
+	r.mu.Lock()
+	r.servers = append(r.servers, id)
+	r.mu.Unlock()
+}
+
+// waitServer polls a server until ok accepts it.
+func (r *rig) waitServer(id string, timeout time.Duration, what string, ok func(types.Server) bool) types.Server {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		srv, err := client.Get[types.Server](r.t.Context(), r.api, "/v1/servers/"+id)
+		if err == nil && ok(srv) {
+			return srv
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("server %s not %s after %s: %+v (error %v)", id, what, timeout, srv, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (r *rig) waitActive(id string) types.Server {
+	r.t.Helper()
+	return r.waitServer(id, 90*time.Second, "active", func(s types.Server) bool {
+		if s.State == types.ServerError {
+			r.t.Fatalf("server %s failed: %s", id, s.Fault)
+		}
+		return s.State == types.ServerActive && s.Observed != nil && s.Observed.DomainID > 0
+	})
+}
+
+// consoleLog is where the agent logs a server's serial console.
+func (r *rig) consoleLog(id string) string {
+	return filepath.Join(r.dir, "agent", "instances", "console", id+".log")
+}
+
+// waitMarker waits for the guest's readiness marker on its console and
+// returns the marker line.
+func (r *rig) waitMarker(id, name string, timeout time.Duration) string {
+	r.t.Helper()
+	line, err := waitForMarker(r.consoleLog(id), "GUEST-READY "+name, timeout)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return line
+}
+
+func waitForMarker(path, marker string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			if i := bytes.Index(b, []byte(marker)); i >= 0 {
+				line, _, _ := bytes.Cut(b[i:], []byte("\n"))
+				return strings.TrimSpace(string(line)), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(path)
+			return "", fmt.Errorf("no %q on %s within %s; console:\n%s", marker, path, timeout, tail(string(b), 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// guestRun runs a shell command on the guest's serial console and returns
+// its output and exit code.
+func (r *rig) guestRun(id, cmd string, timeout time.Duration) (string, int) {
+	r.t.Helper()
+	sock := filepath.Join(r.dir, "agent", "instances", "console", id+".sock")
+	start, end := "S"+randHex(4), "E"+randHex(4)
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		r.t.Fatalf("console of %s: %v", id, err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "echo %s; %s; echo %s-$?\r", start, cmd, end)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(r.consoleLog(id))
+		text := strings.ReplaceAll(string(b), "\r", "")
+		if i := strings.LastIndex(text, "\n"+start+"\n"); i >= 0 {
+			rest := text[i+len(start)+2:]
+			if j := strings.Index(rest, end+"-"); j >= 0 {
+				var code int
+				fmt.Sscanf(rest[j+len(end)+1:], "%d", &code)
+				return rest[:j], code
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.t.Fatalf("command %q on %s did not finish within %s", cmd, id, timeout)
+	return "", -1
+}
+
+// virsh runs virsh and returns its output.
+func virsh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("virsh", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("virsh %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// metric reads one counter of corrald's /metrics (summing label sets that
+// contain all of the given label matches).
+func (r *rig) metric(name string, labels ...string) float64 {
+	r.t.Helper()
+	out, err := exec.Command("curl", "-fsS", r.cd.Endpoint+"/metrics").Output()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var sum float64
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if ok {
+			var v float64
+			fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v)
+			sum += v
+		}
+	}
+	return sum
+}
+
+var _ = context.Background
+
+// TestMain removes the binaries the rigs built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if rigBins != "" {
+		os.RemoveAll(rigBins)
+	}
+	if guestDir != "" {
+		os.RemoveAll(guestDir)
+	}
+	os.Exit(code)
+}

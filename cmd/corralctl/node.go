@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/corral-cloud/corral/api/client"
+	"github.com/corral-cloud/corral/api/types"
+	"github.com/spf13/cobra"
+)
+
+var nodeKind = &kind[types.Node]{
+	name: "node", plural: "nodes", path: "/v1/nodes", lookup: byAPI,
+	headers: []string{"ID", "NAME", "STATE", "POWER", "BMC", "ZONE", "SERVER", "LAST-ERROR"},
+	row: func(n types.Node) []string {
+		power := n.PowerState
+		if n.BMCFault != "" {
+			power += " (bmc fault)"
+		}
+		return []string{n.ID, n.Name, n.State, power, n.BMC.Address + ":" + itoa(int64(n.BMC.Port)), n.ZoneID, n.ServerID, n.LastError}
+	},
+	filters: []filter{
+		{flag: "region", param: "region", usage: "only nodes in this region (ID or name)"},
+		{flag: "zone", param: "zone", usage: "only nodes in this zone (ID or name)"},
+		{flag: "aggregate", param: "aggregate", usage: "only nodes in this aggregate (ID or name)"},
+		{flag: "state", param: "state", usage: "only nodes in this state, e.g. available or error"},
+	},
+}
+
+// nodeCommand manages bare-metal nodes.
+func (a *app) nodeCommand() *cobra.Command {
+	k := nodeKind
+	var in types.NodeCreate
+	var hw types.NodeHardware
+	var disk int64
+	var key string
+	create := &cobra.Command{
+		Use:   "create NAME --region R --zone Z --bmc-address A --bmc-username U --bmc-password P --mac MAC",
+		Short: "Enrol a bare-metal node",
+		Long: `Enrol a bare-metal node. corrald checks its BMC credentials (enroll →
+verifying → manageable); with --provide it goes on to available, inspecting the
+hardware first unless --cpus, --ram-mib and --disk-gib give it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			in.Name = args[0]
+			if cmd.Flags().Changed("cpus") || cmd.Flags().Changed("ram-mib") || cmd.Flags().Changed("disk-gib") {
+				hw.Disks = []types.NodeDisk{{Name: "disk0", SizeBytes: disk << 30}}
+				in.Hardware = &hw
+			}
+			_, err := a.createObject(ctx, k.path, in, key)
+			return err
+		}),
+	}
+	fl := create.Flags()
+	fl.StringVar(&in.Region, "region", "", "region (ID or name)")
+	fl.StringVar(&in.Zone, "zone", "", "zone, the rack (ID or name)")
+	fl.StringVar(&in.Aggregate, "aggregate", "", "aggregate, the hardware type (ID or name)")
+	fl.StringVar(&in.BMC.Address, "bmc-address", "", "BMC address")
+	fl.IntVar(&in.BMC.Port, "bmc-port", 623, "BMC UDP port")
+	fl.StringVar(&in.BMC.Username, "bmc-username", "", "BMC user")
+	fl.StringVar(&in.BMC.Password, "bmc-password", "", "BMC password (stored encrypted, never shown)")
+	fl.StringSliceVar(&in.MACs, "mac", nil, "NIC MAC address; repeat or comma-separate; the first boots from the provisioning network")
+	fl.StringVar(&in.ProvisionIP, "provision-ip", "", "fixed address on the provisioning network (default: assigned)")
+	fl.Int64Var(&hw.CPUs, "cpus", 0, "CPUs, when known (else inspected)")
+	fl.Int64Var(&hw.RAMMiB, "ram-mib", 0, "RAM in MiB, when known")
+	fl.Int64Var(&disk, "disk-gib", 0, "disk size in GiB, when known")
+	fl.BoolVar(&in.Provide, "provide", false, "make the node available once verified")
+	for _, f := range []string{"region", "zone", "bmc-address", "bmc-username", "bmc-password", "mac"} {
+		create.MarkFlagRequired(f)
+	}
+	addIdempotencyFlag(create, &key)
+
+	post := func(use, short, path string, body func(args []string) any, method string) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(2),
+			RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
+				var out json.RawMessage
+				_, err := a.api.c.Do(ctx, client.Request{Method: method, Path: objectPath(k.path, args[0]) + path, Body: body(args)}, &out)
+				if err != nil {
+					return err
+				}
+				return a.printObject(out)
+			})}
+	}
+	provision := post("provision ID|NAME manage|provide|inspect|maintenance", "Move a node toward a provisioning target",
+		"/provision", func(args []string) any { return types.NodeProvision{Target: args[1]} }, http.MethodPost)
+	power := post("power ID|NAME on|off|cycle|soft_off", "Power a node on or off through its BMC",
+		"/power", func(args []string) any { return types.NodePower{State: args[1]} }, http.MethodPut)
+
+	events := &cobra.Command{Use: "events ID|NAME", Short: "Show a node's history: transitions and power changes", Args: cobra.ExactArgs(1),
+		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
+			items, _, err := a.api.list(ctx, objectPath(k.path, args[0])+"/events", nil, true)
+			if err != nil {
+				return err
+			}
+			if a.output == formatJSON {
+				return writeJSONItems(a.stdout, items)
+			}
+			rows := make([][]string, 0, len(items))
+			for _, raw := range items {
+				var e types.NodeEvent
+				if err := json.Unmarshal(raw, &e); err != nil {
+					return err
+				}
+				rows = append(rows, []string{shortTime(e.At), e.From, e.To, e.Actor, e.Reason})
+			}
+			return writeTable(a.stdout, []string{"AT", "FROM", "TO", "ACTOR", "REASON"}, rows)
+		})}
+
+	return group("node", "Manage bare-metal nodes", listCommand(a, k), showCommand(a, k), create, provision, power, events,
+		deleteCommand(a, k, true))
+}

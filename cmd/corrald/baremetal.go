@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/corral-cloud/corral/api/server"
+	"github.com/corral-cloud/corral/api/store"
+	"github.com/corral-cloud/corral/baremetal"
+	"github.com/corral-cloud/corral/baremetal/ipmi"
+	"github.com/corral-cloud/corral/baremetal/pxe"
+)
+
+// bmOptions are the bare-metal flags.
+type bmOptions struct {
+	keyFile, cipherSuites                         string
+	bmcTimeout, bmcMinInterval, bmcBackoff        time.Duration
+	bmcAttempts                                   int
+	leaseTTL, poll, syncEvery                     time.Duration
+	inspectTimeout, deployTimeout, cleanTimeout   time.Duration
+	pxeInterface, pxeAddress, ramdiskDir, dnsmasq string
+	pxeHTTPPort                                   int
+}
+
+// baremetalFlags registers the bare-metal flags on fs.
+func baremetalFlags(fs *flag.FlagSet) *bmOptions {
+	o := &bmOptions{}
+	fs.StringVar(&o.keyFile, "bmc-key-file", "", "AES-256 key (64 hex digits) sealing BMC passwords at rest; created if missing "+
+		"(default <data-dir>/bmc.key; env CORRAL_BMC_KEY gives the key itself); replicas must share it")
+	fs.StringVar(&o.cipherSuites, "bmc-cipher-suites", "3,17", "IPMI lanplus cipher suites to try, in order")
+	fs.DurationVar(&o.bmcTimeout, "bmc-timeout", 10*time.Second, "time limit of one attempt of one BMC command")
+	fs.IntVar(&o.bmcAttempts, "bmc-attempts", 3, "attempts of a BMC command while the BMC does not answer")
+	fs.DurationVar(&o.bmcBackoff, "bmc-backoff", time.Second, "pause after the first failed attempt (doubles)")
+	fs.DurationVar(&o.bmcMinInterval, "bmc-min-interval", time.Second, "least time between two commands to one BMC")
+	fs.DurationVar(&o.leaseTTL, "conductor-lease", 30*time.Second, "how long a replica's lease on a node lasts unrenewed")
+	fs.DurationVar(&o.poll, "conductor-poll", 2*time.Second, "how often the conductor looks for nodes to drive")
+	fs.DurationVar(&o.syncEvery, "power-sync-interval", 30*time.Second, "how often idle nodes' power states are read")
+	fs.DurationVar(&o.inspectTimeout, "inspect-timeout", 10*time.Minute, "time limit for the deploy agent's inspection report")
+	fs.DurationVar(&o.deployTimeout, "deploy-timeout", 30*time.Minute, "time limit for the deploy agent to write an image")
+	fs.DurationVar(&o.cleanTimeout, "clean-timeout", 15*time.Minute, "time limit for the deploy agent to clean a node")
+	fs.StringVar(&o.pxeInterface, "pxe-interface", "", "provisioning network interface; empty disables inspection, deploys and cleaning")
+	fs.StringVar(&o.pxeAddress, "pxe-address", "", "corrald's address on the provisioning network, with its prefix (e.g. 10.79.0.1/24)")
+	fs.IntVar(&o.pxeHTTPPort, "pxe-http-port", 8089, "port of the iPXE/ramdisk/image HTTP server on --pxe-address")
+	fs.StringVar(&o.ramdiskDir, "pxe-ramdisk-dir", "", "directory with the deploy ramdisk's vmlinuz and initrd.gz (baremetal/ramdisk/build.sh)")
+	fs.StringVar(&o.dnsmasq, "dnsmasq", "dnsmasq", "dnsmasq binary")
+	return o
+}
+
+// startBaremetal loads the BMC key, builds the IPMI driver, the
+// provisioning network service (when configured) and the conductor, and
+// runs them until ctx ends.
+func startBaremetal(ctx context.Context, o *bmOptions, st *store.Store, dataDir, imageDir string, log *slog.Logger) (server.BaremetalConfig, error) {
+	var keys *baremetal.Keyring
+	if env := os.Getenv("CORRAL_BMC_KEY"); env != "" {
+		key, err := baremetal.ParseKey(env)
+		if err != nil {
+			return server.BaremetalConfig{}, fmt.Errorf("CORRAL_BMC_KEY: %w", err)
+		}
+		if keys, err = baremetal.NewKeyring(key); err != nil {
+			return server.BaremetalConfig{}, err
+		}
+	} else {
+		path := o.keyFile
+		if path == "" {
+			path = filepath.Join(dataDir, "bmc.key")
+		}
+		var made bool
+		var err error
+		if keys, made, err = baremetal.LoadKeyFile(path, true); err != nil {
+			return server.BaremetalConfig{}, err
+		}
+		if made {
+			log.Warn("created a BMC key; other replicas must use the same one", "file", path)
+		}
+	}
+	driver := ipmi.New(ipmi.Config{CipherSuites: strings.Split(o.cipherSuites, ","), CallTimeout: o.bmcTimeout,
+		Attempts: o.bmcAttempts, Backoff: o.bmcBackoff, MinInterval: o.bmcMinInterval})
+	host, _ := os.Hostname()
+	cfg := baremetal.ConductorConfig{ID: fmt.Sprintf("%s-%d", host, os.Getpid()), LeaseTTL: o.leaseTTL, Poll: o.poll,
+		SyncEvery: o.syncEvery, InspectTimeout: o.inspectTimeout, DeployTimeout: o.deployTimeout, CleanTimeout: o.cleanTimeout,
+		Logger: log.With("component", "conductor")}
+	var prov baremetal.Provisioner
+	var svc *pxe.Service
+	if o.pxeInterface != "" {
+		ip, subnet, err := net.ParseCIDR(o.pxeAddress)
+		if err != nil || ip.To4() == nil {
+			return server.BaremetalConfig{}, errors.New("--pxe-address must be an IPv4 address with its prefix, e.g. 10.79.0.1/24")
+		}
+		if o.ramdiskDir == "" {
+			return server.BaremetalConfig{}, errors.New("--pxe-interface needs --pxe-ramdisk-dir")
+		}
+		svc, err = pxe.New(pxe.Config{Interface: o.pxeInterface, Address: ip, Subnet: subnet, HTTPPort: o.pxeHTTPPort,
+			RamdiskDir: o.ramdiskDir, ImageDir: imageDir, StateDir: filepath.Join(dataDir, "pxe"), Dnsmasq: o.dnsmasq,
+			Logger: log.With("component", "pxe")}, st, keys)
+		if err != nil {
+			return server.BaremetalConfig{}, err
+		}
+		prov = svc
+	}
+	cond := baremetal.NewConductor(cfg, st, driver, prov, keys)
+	if svc != nil {
+		svc.SetOnReport(cond.Wake)
+		go func() {
+			if err := svc.Run(ctx); err != nil {
+				log.Error("provisioning network", "error", err)
+			}
+		}()
+	}
+	go cond.Run(ctx)
+	log.Info("bare metal ready", "conductor", cond.ID(), "pxe", o.pxeInterface)
+	return server.BaremetalConfig{Keyring: keys, Conductor: cond}, nil
+}
