@@ -195,7 +195,8 @@ func (s *Server) reportGuests(c echo.Context) error {
 	}
 	if len(res.Removed) > 0 {
 		s.placer.forget(c.Request().Context(), hostID)
-		s.hub.notify(hostID)
+		// Their ports were unplugged: the network loops unwire them.
+		s.hub.notify(hostID, networkWatchKey)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"changed": len(res.Changed), "removed": len(res.Removed),
 		"unknown": nonNil(res.Unknown)})

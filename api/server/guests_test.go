@@ -222,3 +222,36 @@ func getHost(e *env, id string) types.Host {
 	e.must(http.StatusOK, "GET", "/v1/hosts/"+id, nil, &h)
 	return h
 }
+
+// TestDeletedServerUnplugsPorts: a port plugged into a server is the
+// guest's NIC; when the server goes, the port is unplugged but keeps its
+// address, ready for another server.
+func TestDeletedServerUnplugsPorts(t *testing.T) {
+	e := newEnv(t)
+	c := e.catalogue()
+	e.must(200, "PATCH", "/v1/hosts/"+c.host.ID, types.HostUpdate{State: ptr(types.HostMaintenance)}, nil)
+	host, agent := e.agentOf("hv9")
+	e.must(201, "POST", "/v1/networks", types.NetworkCreate{Name: "n1", Project: c.project.ID, SegmentType: "vlan", SegmentID: 100}, nil)
+	e.must(201, "POST", "/v1/subnets", types.SubnetCreate{Name: "s1", Network: "n1", CIDR: "10.5.0.0/24", GatewayIP: "10.5.0.1"}, nil)
+	var srv types.Server
+	e.must(201, "POST", "/v1/servers", c.server("p1"), &srv)
+	var port types.Port
+	e.must(201, "POST", "/v1/ports", types.PortCreate{Network: "n1", Project: c.project.ID, Server: srv.ID}, &port)
+	if port.HostID != host.ID || len(port.FixedIPs) != 1 {
+		t.Fatalf("port %+v", port)
+	}
+	hg, _ := e.watch(agent, host.ID, "", "1s")
+	if len(hg.Guests) != 1 || len(hg.Guests[0].NICs) != 1 || hg.Guests[0].NICs[0].PortID != port.ID ||
+		hg.Guests[0].NICs[0].IPs[0] != port.FixedIPs[0].IPAddress+"/24" || hg.Guests[0].NICs[0].Gateway != "10.5.0.1" ||
+		hg.Guests[0].NICs[0].MAC != port.MACAddress {
+		t.Fatalf("guest NICs %+v, port %+v", hg.Guests[0].NICs, port)
+	}
+	e.report(agent, host.ID, types.GuestStatus{ServerID: srv.ID, State: types.GuestActive})
+	e.must(202, "DELETE", "/v1/servers/"+srv.ID, nil, nil)
+	e.report(agent, host.ID, types.GuestStatus{ServerID: srv.ID, State: types.GuestDeleted})
+	var after types.Port
+	e.must(200, "GET", "/v1/ports/"+port.ID, nil, &after)
+	if after.DeviceID != "" || after.HostID != "" || len(after.FixedIPs) != 1 || after.FixedIPs[0] != port.FixedIPs[0] {
+		t.Errorf("port after its server went: %+v", after)
+	}
+}

@@ -311,5 +311,6 @@ func (s *Server) deleteServer(c echo.Context) error {
 		return object(c, http.StatusAccepted, srv.Revision, srv)
 	}
 	s.placer.forget(ctx, srv.HostID)
+	s.hub.notify(networkWatchKey) // its ports were unplugged
 	return c.NoContent(http.StatusNoContent)
 }

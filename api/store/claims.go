@@ -151,6 +151,9 @@ func (s *Store) deleteServers(ctx context.Context, tx *sqlx.Tx, ids []string, if
 		if err := s.release(ctx, tx, row); err != nil {
 			return nil, err
 		}
+		if err := s.unplugPorts(ctx, tx, row.ID); err != nil {
+			return nil, err
+		}
 		if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM servers WHERE id = ?"), row.ID); err != nil {
 			return nil, fmt.Errorf("delete server %s: %w", row.ID, err)
 		}
@@ -172,6 +175,9 @@ func (s *Store) ReplaceServer(ctx context.Context, oldID string, claims []HostCl
 		return types.Server{}, err
 	}
 	if err := s.release(ctx, tx, old); err != nil {
+		return types.Server{}, err
+	}
+	if err := s.unplugPorts(ctx, tx, old.ID); err != nil {
 		return types.Server{}, err
 	}
 	if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM servers WHERE id = ?"), old.ID); err != nil {

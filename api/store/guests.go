@@ -166,6 +166,9 @@ func (s *Store) ReportGuests(ctx context.Context, hostID string, in []types.Gues
 			if err := s.release(ctx, tx, row); err != nil {
 				return res, err
 			}
+			if err := s.unplugPorts(ctx, tx, row.ID); err != nil {
+				return res, err
+			}
 			if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM servers WHERE id = ?"), row.ID); err != nil {
 				return res, fmt.Errorf("delete server %s: %w", row.ID, err)
 			}
@@ -237,6 +240,9 @@ func (s *Store) ForceDeleteServer(ctx context.Context, id string) (types.Server,
 	if err := s.release(ctx, tx, row); err != nil {
 		return types.Server{}, err
 	}
+	if err := s.unplugPorts(ctx, tx, row.ID); err != nil {
+		return types.Server{}, err
+	}
 	if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM servers WHERE id = ?"), row.ID); err != nil {
 		return types.Server{}, fmt.Errorf("delete server %s: %w", row.ID, err)
 	}
@@ -250,4 +256,19 @@ func (s *Store) RebootServer(ctx context.Context, id string, ifMatch int64) (typ
 		return nil
 	})
 	return row.API(), err
+}
+
+// unplugPorts unbinds the ports plugged into a server that is going away:
+// they keep their addresses and can be plugged into another server (a move
+// between a VM and a bare-metal node keeps its IP).
+func (s *Store) unplugPorts(ctx context.Context, tx *sqlx.Tx, serverID string) error {
+	res, err := tx.ExecContext(ctx, s.rb(`UPDATE ports SET device_id = '', host_id = '', revision = revision + 1,
+		updated_at = ? WHERE device_id = ?`), micros(time.Now()), serverID)
+	if err != nil {
+		return fmt.Errorf("unplug the ports of %s: %w", serverID, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return s.bumpGeneration(ctx, tx)
+	}
+	return nil
 }

@@ -638,6 +638,9 @@ func (s *Store) BeginBaremetalDelete(ctx context.Context, serverID string, ifMat
 	}
 	if srv.NodeID == "" {
 		// Never placed: nothing to clean.
+		if err := s.unplugPorts(ctx, tx, srv.ID); err != nil {
+			return types.Server{}, err
+		}
 		if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM servers WHERE id = ?"), srv.ID); err != nil {
 			return types.Server{}, err
 		}
@@ -658,6 +661,9 @@ func (s *Store) DetachNodeServer(ctx context.Context, nodeID, actor string) (Nod
 			return "", err
 		}
 		if r.ServerID != "" {
+			if err := s.unplugPorts(ctx, tx, r.ServerID); err != nil {
+				return "", err
+			}
 			if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM servers WHERE id = ?"), r.ServerID); err != nil {
 				return "", fmt.Errorf("delete server %s: %w", r.ServerID, err)
 			}
