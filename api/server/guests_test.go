@@ -255,3 +255,62 @@ func TestDeletedServerUnplugsPorts(t *testing.T) {
 		t.Errorf("port after its server went: %+v", after)
 	}
 }
+
+// TestServerCreateWithNetworks: "networks" makes a port per network,
+// plugged into the new server; when a network has no free address the
+// create fails as a whole: no server, no port, no claim.
+func TestServerCreateWithNetworks(t *testing.T) {
+	e := newEnv(t)
+	c := e.catalogue()
+	e.must(201, "POST", "/v1/networks", types.NetworkCreate{Name: "n1", Project: c.project.ID, SegmentType: "vlan", SegmentID: 100}, nil)
+	e.must(201, "POST", "/v1/subnets", types.SubnetCreate{Name: "s1", Network: "n1", CIDR: "10.5.0.0/24"}, nil)
+	e.must(201, "POST", "/v1/networks", types.NetworkCreate{Name: "tiny", Project: c.project.ID, SegmentType: "vlan", SegmentID: 101}, nil)
+	// A /30 without a gateway: two usable addresses.
+	e.must(201, "POST", "/v1/subnets", types.SubnetCreate{Name: "s2", Network: "tiny", CIDR: "10.6.0.0/30", NoGateway: true}, nil)
+
+	in := c.server("w1")
+	in.Networks = []string{"n1", "tiny"}
+	var srv types.Server
+	e.must(201, "POST", "/v1/servers", in, &srv)
+	var ports types.List[types.Port]
+	e.must(200, "GET", "/v1/ports?device_id="+srv.ID, nil, &ports)
+	if len(ports.Items) != 2 || ports.Items[0].HostID != srv.HostID {
+		t.Fatalf("ports of the new server: %+v", ports.Items)
+	}
+	in = c.server("w2")
+	in.Networks = []string{"tiny"}
+	e.must(201, "POST", "/v1/servers", in, nil)
+
+	before, hostBefore := e.counts(), getHost(e, c.host.ID)
+	in = c.server("w3")
+	in.Networks = []string{"n1", "tiny"}
+	r := e.call(e.admin, "POST", "/v1/servers", in)
+	if r.status != 409 {
+		var tp types.List[types.Port]
+		e.must(200, "GET", "/v1/ports?network=tiny", nil, &tp)
+		t.Fatalf("create on an exhausted network = %d %s, want 409; tiny's ports %+v", r.status, r.body, tp.Items)
+	}
+	if e := r.apiErr(t); e.Code != "ip_pool_exhausted" || e.Details["field"] != "networks[1]" {
+		t.Errorf("exhausted: %s", r.body)
+	}
+	if after := e.counts(); after["servers"] != before["servers"] {
+		t.Errorf("servers %d → %d after a failed create", before["servers"], after["servers"])
+	}
+	var all types.List[types.Port]
+	e.must(200, "GET", "/v1/ports?network=n1", nil, &all)
+	if len(all.Items) != 1 {
+		t.Errorf("n1 has %d ports after the failed create, want 1", len(all.Items))
+	}
+	if h := getHost(e, c.host.ID); h.Allocated != hostBefore.Allocated {
+		t.Errorf("claim kept after a failed create: %+v → %+v", hostBefore.Allocated, h.Allocated)
+	}
+	// Bad references.
+	in.Networks = []string{"nope"}
+	if r := e.call(e.admin, "POST", "/v1/servers", in); r.status != 400 || r.apiErr(t).Details["field"] != "networks[0]" {
+		t.Errorf("unknown network = %d %s", r.status, r.body)
+	}
+	in.Networks = []string{"n1", "n1"}
+	if r := e.call(e.admin, "POST", "/v1/servers", in); r.status != 400 {
+		t.Errorf("network listed twice = %d %s", r.status, r.body)
+	}
+}

@@ -2,6 +2,8 @@ package server
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/placement"
@@ -27,11 +29,14 @@ func (s *Server) serverRoutes(g *echo.Group) {
 // its claim in one transaction: it answers 201 with the server scheduled on
 // a host, or 409 no_valid_host with the explanation, having claimed nothing.
 func (s *Server) createServer(c echo.Context) error {
-	out, req, err := s.serverRequest(c)
+	out, req, networks, err := s.serverRequest(c)
 	if err != nil {
 		return err
 	}
 	if out.Kind == types.KindBaremetal { // bare metal: a node, not a host (nodes.go)
+		if len(networks) > 0 {
+			return types.FieldError("networks", "not yet supported for bare-metal servers: create a port and plug it into the server")
+		}
 		return s.createBaremetalServer(c, out)
 	}
 	ctx := c.Request().Context()
@@ -49,13 +54,63 @@ func (s *Server) createServer(c echo.Context) error {
 	if err != nil {
 		return refError("server", noValidHost(err))
 	}
+	if len(networks) > 0 {
+		if err := s.plugNetworks(c, made[0], networks); err != nil {
+			return err
+		}
+	}
 	s.notifyServers(made...)
 	return created(c, made[0].ID, made[0].Revision, made[0], nil)
 }
 
+// plugNetworks gives a new server one port on each network. If a port
+// cannot be made (no free address), the server and the ports made so far
+// are removed, and the claim given back: a create is all or nothing.
+func (s *Server) plugNetworks(c echo.Context, srv types.Server, networks []string) error {
+	ctx := c.Request().Context()
+	failed := 0 // the network whose port failed
+	group, err := s.store.EnsureDefaultSecurityGroup(ctx, srv.ProjectID)
+	if err == nil {
+		var made []string
+		for i, n := range networks {
+			var ips []types.FixedIP
+			failed = i
+			if ips, err = s.resolveFixedIPs(c, n, nil); err != nil { // an address from each subnet
+				break
+			}
+			var p types.Port
+			p, err = s.store.CreatePort(ctx, store.PortSpec{Port: types.Port{NetworkID: n, ProjectID: srv.ProjectID,
+				DeviceID: srv.ID, HostID: srv.HostID, SecurityGroups: []string{group.ID}}, IPs: ips})
+			if err != nil {
+				break
+			}
+			made = append(made, p.ID)
+		}
+		if err != nil {
+			for _, id := range made {
+				s.store.DeletePort(ctx, id, 0)
+			}
+		}
+	}
+	if err != nil {
+		if _, derr := s.store.ForceDeleteServer(ctx, srv.ID); derr != nil {
+			s.log.Error("cannot remove a server whose ports failed", "server", srv.ID, "error", derr)
+		}
+		s.placer.forget(ctx, srv.HostID)
+		err = netError(err)
+		var apiErr *types.Error
+		if errors.As(err, &apiErr) && apiErr.Details["field"] != nil {
+			apiErr.Details["field"] = fmt.Sprintf("networks[%d]", failed)
+		}
+		return err
+	}
+	s.hub.notify(networkWatchKey)
+	return nil
+}
+
 // dryRun answers where a server would land, and why, without claiming.
 func (s *Server) dryRun(c echo.Context) error {
-	_, req, err := s.serverRequest(c)
+	_, req, _, err := s.serverRequest(c)
 	if err != nil {
 		return err
 	}
@@ -76,19 +131,36 @@ func (s *Server) dryRun(c echo.Context) error {
 
 // serverRequest is what create and dry run share: it checks the caller,
 // decodes and resolves a ServerCreate, and builds the engine's request.
-func (s *Server) serverRequest(c echo.Context) (types.Server, placement.Request, error) {
+// serverRequest decodes and resolves a server create; networks are the IDs
+// of the networks asked for, checked to be usable by the server's project.
+func (s *Server) serverRequest(c echo.Context) (types.Server, placement.Request, []string, error) {
 	if err := allow(c, serverWrite...); err != nil {
-		return types.Server{}, placement.Request{}, err
+		return types.Server{}, placement.Request{}, nil, err
 	}
 	var in types.ServerCreate
 	if err := s.decode(c, &in); err != nil {
-		return types.Server{}, placement.Request{}, err
+		return types.Server{}, placement.Request{}, nil, err
 	}
 	out, flavor, err := s.resolveServer(c, in)
 	if err != nil {
-		return types.Server{}, placement.Request{}, err
+		return types.Server{}, placement.Request{}, nil, err
 	}
-	return out, s.placementRequest(out, flavor, in.Traits, in.Weigher), nil
+	var networks []string
+	for i, ref := range in.Networks {
+		field := fmt.Sprintf("networks[%d]", i)
+		n, err := s.store.GetNetwork(c.Request().Context(), ref)
+		if err != nil {
+			return types.Server{}, placement.Request{}, nil, refError(field, err)
+		}
+		if n.ProjectID != "" && n.ProjectID != out.ProjectID {
+			return types.Server{}, placement.Request{}, nil, types.FieldError(field, "network %s belongs to another project", n.ID)
+		}
+		if slices.Contains(networks, n.ID) {
+			return types.Server{}, placement.Request{}, nil, types.FieldError(field, "network %s is listed twice", n.ID)
+		}
+		networks = append(networks, n.ID)
+	}
+	return out, s.placementRequest(out, flavor, in.Traits, in.Weigher), networks, nil
 }
 
 // placementRequest builds the engine's request for a resolved server.

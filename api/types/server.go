@@ -75,6 +75,10 @@ type ServerCreate struct {
 	Traits []string `json:"traits,omitempty"`
 	// Weigher overrides the aggregate's placement policy: "pack" or "spread".
 	Weigher string `json:"weigher,omitempty"`
+	// Networks (IDs or names) get one port each, plugged into the server,
+	// with an address from each of the network's subnets and the project's
+	// default security group. VMs only.
+	Networks []string `json:"networks,omitempty"`
 }
 
 // ServerUpdate changes the fields that are set.

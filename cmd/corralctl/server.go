@@ -62,6 +62,7 @@ server the first run created.`,
 	fl.StringVar(&in.Zone, "zone", "", "zone to place the server in (ID or name)")
 	fl.StringVar(&in.Aggregate, "aggregate", "", "aggregate to place the server in (ID or name)")
 	fl.StringVar(&in.DesiredState, "desired-state", "", "active or stopped (default active)")
+	fl.StringSliceVar(&in.Networks, "network", nil, "network (ID or name) to plug the server into, with a port of its own; repeat or comma-separate")
 	create.MarkFlagRequired("flavor")
 	create.MarkFlagRequired("image")
 	addIdempotencyFlag(create, &key)
