@@ -208,9 +208,9 @@ func (a *Agent) dropToken() {
 // retried, since an operator can fix them (create the region, issue a new
 // registrar token) without touching the host.
 //
-// Later issues add loops that watch the host's desired guests and reconcile
-// them through the compute and network drivers; they start here, after the
-// first registration, because they need the host ID and credential.
+// With Config.Guests set, the guest loop (guests.go) starts after the first
+// registration, because it needs the host ID and credential; it reads them
+// anew for every call, so re-registrations carry over.
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent starting", "name", a.cfg.Name, "endpoint", a.cfg.Endpoint,
 		"state_dir", a.cfg.StateDir, "heartbeat_interval", a.cfg.HeartbeatInterval, "version", a.cfg.Version)

@@ -165,7 +165,10 @@ func (q *OVSQoS) ofport(iface string) (int, error) {
 	return n, nil
 }
 
-var meterRE = regexp.MustCompile(`meter=(\d+)\s+kbps.*?rate=(\d+)`)
+var (
+	meterRE  = regexp.MustCompile(`meter=(\d+)\s+kbps.*?rate=(\d+)`)
+	inPortRE = regexp.MustCompile(`in_port=(\d+)`)
+)
 
 // meters returns Corral's meters on the bridge: ID → rate in kbit/s.
 func (q *OVSQoS) meters() (map[int]int64, error) {
@@ -248,9 +251,8 @@ func (q *OVSQoS) Sweep(live []string) error {
 	if err != nil {
 		return err
 	}
-	inPort := regexp.MustCompile(`in_port=(\d+)`)
 	for _, line := range strings.Split(string(b), "\n") {
-		m := inPort.FindStringSubmatch(line)
+		m := inPortRE.FindStringSubmatch(line)
 		if m == nil {
 			continue
 		}
