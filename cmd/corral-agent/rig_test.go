@@ -26,27 +26,14 @@ import (
 // machine's libvirt and Open vSwitch, on a bridge of its own.
 
 var (
-	rigBinsOnce sync.Once
-	rigBins     string
-	guestOnce   sync.Once
-	guestDir    string
-	guestErr    error
+	guestOnce sync.Once
+	guestDir  string
+	guestErr  error
 )
 
 // rigBinaries builds corrald, corral-agent and corralctl once per test run.
 func rigBinaries(t testing.TB) string {
-	rigBinsOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "corral-rig-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		testenv.Build(t, dir, "../corrald", ".", "../corralctl")
-		rigBins = dir
-	})
-	if rigBins == "" {
-		t.Fatal("building the binaries failed earlier")
-	}
-	return rigBins
+	return testenv.Binaries(t, "../corrald", ".", "../corralctl")
 }
 
 // guestImage returns the directory of the test guest (vmlinuz, initrd.gz,
@@ -363,9 +350,7 @@ var _ = context.Background
 // TestMain removes the binaries the rigs built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if rigBins != "" {
-		os.RemoveAll(rigBins)
-	}
+	testenv.RemoveBinaries()
 	if guestDir != "" {
 		os.RemoveAll(guestDir)
 	}
