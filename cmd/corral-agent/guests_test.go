@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/corral-cloud/corral/api/client"
+	"github.com/corral-cloud/corral/api/testenv"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/corral-cloud/corral/compute"
 	"libvirt.org/go/libvirtxml"
@@ -518,5 +520,45 @@ func TestGuestDiskQoSCgroup(t *testing.T) {
 	t.Logf("200 direct writes at 50 IOPS (cgroup): %s", took)
 	if took < 2500*time.Millisecond {
 		t.Errorf("the cgroup limit did not slow the writes: %s", took)
+	}
+}
+
+// TestAgentWaitsForLibvirtd: with libvirtd unreachable the agent neither
+// exits nor registers a host that cannot run guests; it says why, retries,
+// and stops cleanly on SIGTERM.
+func TestAgentWaitsForLibvirtd(t *testing.T) {
+	bins := rigBinaries(t)
+	dir := t.TempDir()
+	p := testenv.Start(t, filepath.Join(dir, "agent.log"), filepath.Join(bins, "corral-agent"),
+		"--endpoint", "http://127.0.0.1:9", "--name", "lv-down", "--region", "r", "--zone", "z",
+		"--state-dir", filepath.Join(dir, "state"), "--registration-token-file", filepath.Join(dir, "token"),
+		"--libvirt-uri", "qemu+unix:///system?socket="+filepath.Join(dir, "no-libvirtd.sock"))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(p.LogPath)
+		if strings.Count(string(b), "libvirtd is not reachable") >= 2 {
+			break
+		}
+		select {
+		case <-p.Exited:
+			t.Fatalf("the agent exited while libvirtd was down: %v\n%s", p.Err, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no retried complaint about libvirtd within 20 s:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if b, _ := os.ReadFile(p.LogPath); strings.Contains(string(b), "registered") {
+		t.Errorf("the agent registered a host without libvirt:\n%s", b)
+	}
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.Exited:
+		if p.Err != nil {
+			t.Errorf("exit after SIGTERM: %v", p.Err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agent did not stop within 5 s of SIGTERM")
 	}
 }
