@@ -288,22 +288,31 @@ func (r *rig) guestRun(id, cmd string, timeout time.Duration) (string, int) {
 		r.t.Fatalf("console of %s: %v", id, err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "echo %s; %s; echo %s-$?\r", start, cmd, end)
-	deadline := time.Now().Add(timeout)
+	line := fmt.Sprintf("echo %s; %s; echo %s-$?\r", start, cmd, end)
+	fmt.Fprint(conn, line)
+	sent := time.Now()
+	deadline := sent.Add(timeout)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile(r.consoleLog(id))
 		text := strings.ReplaceAll(string(b), "\r", "")
-		if i := strings.LastIndex(text, "\n"+start+"\n"); i >= 0 {
+		i := strings.LastIndex(text, "\n"+start+"\n")
+		if i >= 0 {
 			rest := text[i+len(start)+2:]
 			if j := strings.Index(rest, end+"-"); j >= 0 {
 				var code int
 				fmt.Sscanf(rest[j+len(end)+1:], "%d", &code)
 				return rest[:j], code
 			}
+		} else if time.Since(sent) > 10*time.Second {
+			// The shell was not reading yet (it starts right after the
+			// readiness marker): the line was lost. Send it again.
+			fmt.Fprint(conn, line)
+			sent = time.Now()
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	r.t.Fatalf("command %q on %s did not finish within %s", cmd, id, timeout)
+	b, _ := os.ReadFile(r.consoleLog(id))
+	r.t.Fatalf("command %q on %s did not finish within %s; console:\n%s", cmd, id, timeout, tail(string(b), 15))
 	return "", -1
 }
 
