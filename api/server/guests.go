@@ -213,14 +213,7 @@ func nonNil(s []string) []string {
 // set the desired state; reboot asks the host's agent for one reboot of a
 // running guest.
 func (s *Server) serverAction(c echo.Context) error {
-	if err := allow(c, serverWrite...); err != nil {
-		return err
-	}
-	srv, err := s.visibleServer(c)
-	if err != nil {
-		return err
-	}
-	rev, err := ifMatch(c)
+	srv, rev, err := writableVisible(c, s.visibleServer)
 	if err != nil {
 		return err
 	}

@@ -123,6 +123,25 @@ func (s *Server) prepareUpdate(c echo.Context, v any) (int64, error) {
 	return rev, s.decode(c, v)
 }
 
+// writableVisible is the preamble of a write to a project-scoped object:
+// the caller's role may write (admin or member), the object in the path is
+// loaded with visible (another project's is a 404), and If-Match is read.
+func writableVisible[T any](c echo.Context, visible func(echo.Context) (T, error)) (T, int64, error) {
+	var zero T
+	if err := allow(c, serverWrite...); err != nil {
+		return zero, 0, err
+	}
+	v, err := visible(c)
+	if err != nil {
+		return zero, 0, err
+	}
+	rev, err := ifMatch(c)
+	if err != nil {
+		return zero, 0, err
+	}
+	return v, rev, nil
+}
+
 // deleteHandler is an admin-only DELETE that honours If-Match and answers
 // 204.
 func (s *Server) deleteHandler(del func(c echo.Context, id string, rev int64) error) echo.HandlerFunc {

@@ -88,13 +88,7 @@ func (s *Server) networkRoutes(g *echo.Group) {
 	})
 	g.PATCH("/ports/:id", s.updatePort)
 	g.DELETE("/ports/:id", func(c echo.Context) error {
-		if err := allow(c, serverWrite...); err != nil {
-			return err
-		}
-		if _, err := s.visiblePort(c); err != nil {
-			return err
-		}
-		rev, err := ifMatch(c)
+		_, rev, err := writableVisible(c, s.visiblePort)
 		if err != nil {
 			return err
 		}
@@ -129,14 +123,7 @@ func (s *Server) networkRoutes(g *echo.Group) {
 		return found(c, sg.Revision, sg, err)
 	})
 	g.PATCH("/security-groups/:id", func(c echo.Context) error {
-		if err := allow(c, serverWrite...); err != nil {
-			return err
-		}
-		sg, err := s.visibleGroupSG(c)
-		if err != nil {
-			return err
-		}
-		rev, err := ifMatch(c)
+		sg, rev, err := writableVisible(c, s.visibleGroupSG)
 		if err != nil {
 			return err
 		}
@@ -151,14 +138,7 @@ func (s *Server) networkRoutes(g *echo.Group) {
 		return found(c, out.Revision, out, err)
 	})
 	g.DELETE("/security-groups/:id", func(c echo.Context) error {
-		if err := allow(c, serverWrite...); err != nil {
-			return err
-		}
-		sg, err := s.visibleGroupSG(c)
-		if err != nil {
-			return err
-		}
-		rev, err := ifMatch(c)
+		sg, rev, err := writableVisible(c, s.visibleGroupSG)
 		if err != nil {
 			return err
 		}
@@ -631,14 +611,7 @@ func (s *Server) visiblePort(c echo.Context) (types.Port, error) {
 }
 
 func (s *Server) updatePort(c echo.Context) error {
-	if err := allow(c, serverWrite...); err != nil {
-		return err
-	}
-	p, err := s.visiblePort(c)
-	if err != nil {
-		return err
-	}
-	rev, err := ifMatch(c)
+	p, rev, err := writableVisible(c, s.visiblePort)
 	if err != nil {
 		return err
 	}

@@ -306,13 +306,7 @@ func (s *Server) visibleServer(c echo.Context) (types.Server, error) {
 }
 
 func (s *Server) updateServer(c echo.Context) error {
-	if err := allow(c, serverWrite...); err != nil {
-		return err
-	}
-	if _, err := s.visibleServer(c); err != nil {
-		return err
-	}
-	rev, err := ifMatch(c)
+	_, rev, err := writableVisible(c, s.visibleServer)
 	if err != nil {
 		return err
 	}
