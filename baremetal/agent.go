@@ -8,7 +8,6 @@ import (
 
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
-	"github.com/jmoiron/sqlx"
 )
 
 // ErrBadToken means a deploy agent's token is not the node's current one:
@@ -67,7 +66,7 @@ func ApplyAgentReport(ctx context.Context, st NodeStore, keys *Keyring, nodeID, 
 		}
 	}
 	if !rep.Done || rep.OK {
-		return st.ChangeNode(ctx, nodeID, 0, "agent", func(_ *sqlx.Tx, r *store.NodeRow) (string, error) {
+		return st.ChangeNode(ctx, nodeID, 0, "agent", func(_ *store.Tx, r *store.NodeRow) (string, error) {
 			if err := check(r); err != nil {
 				return "", err
 			}
@@ -79,7 +78,7 @@ func ApplyAgentReport(ctx context.Context, st NodeStore, keys *Keyring, nodeID, 
 		})
 	}
 	reason := fmt.Sprintf("%s failed in the deploy agent: %s", rep.Mode, rep.Error)
-	return st.UpdateNodeServer(ctx, nodeID, "agent", func(_ *sqlx.Tx, r *store.NodeRow) (string, error) {
+	return st.UpdateNodeServer(ctx, nodeID, "agent", func(_ *store.Tx, r *store.NodeRow) (string, error) {
 		if err := check(r); err != nil {
 			return "", err
 		}

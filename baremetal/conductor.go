@@ -12,7 +12,6 @@ import (
 
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
-	"github.com/jmoiron/sqlx"
 )
 
 // NodeStore is what the conductor needs of the store.
@@ -319,7 +318,7 @@ func (c *Conductor) step(ctx context.Context, r store.NodeRow) error {
 // transition changes the node if it is still in the state and step it was
 // read in (another writer moving it on makes this a no-op ErrNodeState).
 func (c *Conductor) transition(ctx context.Context, seen store.NodeRow, apply func(*store.NodeRow) string) (store.NodeRow, error) {
-	return c.store.ChangeNode(ctx, seen.ID, 0, c.actor(), func(_ *sqlx.Tx, n *store.NodeRow) (string, error) {
+	return c.store.ChangeNode(ctx, seen.ID, 0, c.actor(), func(_ *store.Tx, n *store.NodeRow) (string, error) {
 		if n.State != seen.State || n.Step != seen.Step {
 			return "", &store.NodeStateError{NodeID: n.ID, State: n.State + "/" + n.Step, Want: []string{seen.State + "/" + seen.Step}}
 		}
@@ -330,7 +329,7 @@ func (c *Conductor) transition(ctx context.Context, seen store.NodeRow, apply fu
 // fail puts a node (and its server, if any) in error with reason, and
 // powers it off when it was booted into the ramdisk.
 func (c *Conductor) fail(ctx context.Context, seen store.NodeRow, reason string) error {
-	_, err := c.store.UpdateNodeServer(ctx, seen.ID, c.actor(), func(_ *sqlx.Tx, n *store.NodeRow) (string, error) {
+	_, err := c.store.UpdateNodeServer(ctx, seen.ID, c.actor(), func(_ *store.Tx, n *store.NodeRow) (string, error) {
 		if n.State != seen.State || n.Step != seen.Step {
 			return "", &store.NodeStateError{NodeID: n.ID, State: n.State, Want: []string{seen.State}}
 		}
@@ -506,7 +505,7 @@ func (c *Conductor) finish(ctx context.Context, r store.NodeRow, mode string) er
 		if macs := r.MACList(); len(macs) > 0 {
 			addrs = append(addrs, types.Address{Network: "provisioning", IP: r.ProvisionIP, MAC: macs[0]})
 		}
-		_, err := c.store.UpdateNodeServer(ctx, r.ID, c.actor(), func(_ *sqlx.Tx, n *store.NodeRow) (string, error) {
+		_, err := c.store.UpdateNodeServer(ctx, r.ID, c.actor(), func(_ *store.Tx, n *store.NodeRow) (string, error) {
 			if n.State != r.State || n.Step != r.Step {
 				return "", &store.NodeStateError{NodeID: n.ID, State: n.State, Want: []string{r.State}}
 			}

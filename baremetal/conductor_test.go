@@ -13,7 +13,6 @@ import (
 	"github.com/corral-cloud/corral/baremetal"
 	"github.com/corral-cloud/corral/baremetal/fake"
 	"github.com/google/go-cmp/cmp"
-	"github.com/jmoiron/sqlx"
 )
 
 var ctx = context.Background()
@@ -343,7 +342,7 @@ func TestResumeAfterConductorDies(t *testing.T) {
 	// Conductor a gets as far as booting, then "dies": its lease stays.
 	must(t, func() (store.NodeRow, error) { return r.st.AcquireNodeLease(ctx, n.ID, "a", 50*time.Millisecond) })
 	must(t, func() (store.NodeRow, error) {
-		return r.st.ChangeNode(ctx, n.ID, 0, "conductor:a", func(_ *sqlx.Tx, row *store.NodeRow) (string, error) {
+		return r.st.ChangeNode(ctx, n.ID, 0, "conductor:a", func(_ *store.Tx, row *store.NodeRow) (string, error) {
 			tok, _ := r.keys.Seal("old-token")
 			row.Step, row.AgentToken, row.Attempt = baremetal.StepBooting, tok, 1
 			return "", nil
@@ -366,7 +365,7 @@ func TestResumeAfterConductorDies(t *testing.T) {
 	}
 	// b dies while booting too: the next conductor gives up cleanly.
 	must(t, func() (store.NodeRow, error) {
-		return r.st.ChangeNode(ctx, n.ID, 0, "conductor:b", func(_ *sqlx.Tx, row *store.NodeRow) (string, error) {
+		return r.st.ChangeNode(ctx, n.ID, 0, "conductor:b", func(_ *store.Tx, row *store.NodeRow) (string, error) {
 			row.Step, row.LeaseOwner, row.LeaseExpires = baremetal.StepBooting, "", 0
 			return "", nil
 		})

@@ -64,6 +64,9 @@ func apiError(err error) (*types.Error, bool) {
 	case errors.Is(err, context.Canceled):
 		// The caller went away; nobody reads this answer.
 		return types.Errorf(types.CodeCanceled, "request canceled by the client"), false
+	case errors.Is(err, errTxFailed):
+		// Nothing of the request was committed: a retry is safe.
+		return types.Errorf(types.CodeUnavailable, "the store could not commit the request; nothing was changed, retry"), true
 	case errors.Is(err, context.DeadlineExceeded):
 		return types.Errorf(types.CodeUnavailable, "the store did not answer in time"), true
 	case errors.Is(err, store.ErrNotFound):
@@ -99,6 +102,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "error", err)
 	}
 	status := types.Status(ae.Code)
+	if status == http.StatusServiceUnavailable && c.Response().Header().Get("Retry-After") == "" {
+		c.Response().Header().Set("Retry-After", "1")
+	}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(status)
 	} else {

@@ -53,8 +53,8 @@ func (s *Server) groupRoutes(g *echo.Group) {
 		for i, m := range gone {
 			hosts[i] = m.HostID
 		}
-		s.placer.forget(c.Request().Context(), hosts...)
-		s.hub.notify(hosts...)
+		s.forget(c, hosts...)
+		s.notify(c, hosts...)
 		return c.NoContent(http.StatusNoContent)
 	})
 	g.POST("/groups/:id/scale", s.scaleGroup)
@@ -208,8 +208,8 @@ func (s *Server) createGroup(c echo.Context) error {
 	}, func(d placement.Decision) error {
 		grp.Revision = 0
 		grp.RegionID = d.Region
-		made, err := s.store.ClaimAndCreate(ctx, hostClaims(d), members(gp.template, in.Name, d, 1), grp)
-		s.notifyServers(made...)
+		made, err := s.store.ClaimAndCreate(ctx, s.placer.hostClaims(d), members(gp.template, in.Name, d, 1), grp)
+		s.notifyServers(c, made...)
 		return err
 	})
 	if err != nil {
@@ -244,6 +244,12 @@ func (s *Server) scaleGroup(c echo.Context) error {
 	if err := allow(c, serverWrite...); err != nil {
 		return err
 	}
+	// Hold the group until this request commits, so that a concurrent
+	// scale-up or replace decides on the members this one leaves (and the
+	// group's revision is checked again in the claim).
+	if err := s.store.LockGroup(c.Request().Context(), c.Param("id")); err != nil {
+		return err
+	}
 	grp, err := s.visibleGroup(c)
 	if err != nil {
 		return err
@@ -270,8 +276,8 @@ func (s *Server) scaleGroup(c echo.Context) error {
 		_, err = s.placer.decide(ctx, func(snap *placement.Snapshot) (placement.Decision, error) {
 			return snap.ScaleUp(gp.req, in.Members-cur)
 		}, func(d placement.Decision) error {
-			made, err := s.store.ClaimAndCreate(ctx, hostClaims(d), members(gp.template, grp.Name, d, nextIndex(grp)), &grp)
-			s.notifyServers(made...)
+			made, err := s.store.ClaimAndCreate(ctx, s.placer.hostClaims(d), members(gp.template, grp.Name, d, nextIndex(grp)), &grp)
+			s.notifyServers(c, made...)
 			return err
 		})
 		if err != nil {
@@ -290,8 +296,8 @@ func (s *Server) scaleGroup(c echo.Context) error {
 		if _, err := s.store.DeleteServers(ctx, ids, 0); err != nil {
 			return err
 		}
-		s.placer.forget(ctx, hosts...)
-		s.hub.notify(hosts...)
+		s.forget(c, hosts...)
+		s.notify(c, hosts...)
 	}
 	spec.Members = in.Members
 	if err := s.store.SetGroupSpec(ctx, grp.ID, spec); err != nil {
@@ -306,6 +312,12 @@ func (s *Server) scaleGroup(c echo.Context) error {
 // transaction.
 func (s *Server) replaceMember(c echo.Context) error {
 	if err := allow(c, serverWrite...); err != nil {
+		return err
+	}
+	// Hold the group until this request commits, so that a concurrent
+	// scale-up or replace decides on the members this one leaves (and the
+	// group's revision is checked again in the claim).
+	if err := s.store.LockGroup(c.Request().Context(), c.Param("id")); err != nil {
 		return err
 	}
 	grp, err := s.visibleGroup(c)
@@ -338,15 +350,15 @@ func (s *Server) replaceMember(c echo.Context) error {
 		ps := members(gp.template, grp.Name, d, 0)[0]
 		ps.Server.Name = oldName
 		var err error
-		repl, err = s.store.ReplaceServer(ctx, old.ID, hostClaims(d), ps)
+		repl, err = s.store.ReplaceServer(ctx, old.ID, s.placer.hostClaims(d), ps)
 		return err
 	})
 	if err != nil {
 		return noValidHost(err)
 	}
 	// The release of the old member moved its host on: rebuild from the store.
-	s.placer.forget(ctx, old.HostID, repl.HostID)
-	s.hub.notify(old.HostID, repl.HostID)
+	s.forget(c, old.HostID, repl.HostID)
+	s.notify(c, old.HostID, repl.HostID)
 	setResource(c, repl.ID)
 	return object(c, http.StatusCreated, repl.Revision, repl)
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/labstack/echo/v4"
 )
@@ -64,15 +65,28 @@ func (h *hub) notify(hostIDs ...string) {
 	}
 }
 
+// notify wakes the watches of the hosts once the request's change has
+// committed (a watcher woken earlier would read the old state).
+func (s *Server) notify(c echo.Context, hostIDs ...string) {
+	store.AfterCommit(c.Request().Context(), func() { s.hub.notify(hostIDs...) })
+}
+
+// forget refreshes the placement snapshot's view of hosts whose
+// allocations changed outside a decision, once the change has committed.
+func (s *Server) forget(c echo.Context, hostIDs ...string) {
+	ctx := c.Request().Context()
+	store.AfterCommit(ctx, func() { s.placer.forget(store.Detach(ctx), hostIDs...) })
+}
+
 // notifyServers wakes the watches of the servers' hosts.
-func (s *Server) notifyServers(srvs ...types.Server) {
+func (s *Server) notifyServers(c echo.Context, srvs ...types.Server) {
 	ids := make([]string, 0, len(srvs))
 	for _, srv := range srvs {
 		if srv.HostID != "" {
 			ids = append(ids, srv.HostID)
 		}
 	}
-	s.hub.notify(ids...)
+	s.notify(c, ids...)
 }
 
 // ownHost checks that the caller is the host's agent or an admin.
@@ -194,9 +208,9 @@ func (s *Server) reportGuests(c echo.Context) error {
 		return err
 	}
 	if len(res.Removed) > 0 {
-		s.placer.forget(c.Request().Context(), hostID)
+		s.forget(c, hostID)
 		// Their ports were unplugged: the network loops unwire them.
-		s.hub.notify(hostID, networkWatchKey)
+		s.notify(c, hostID, networkWatchKey)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"changed": len(res.Changed), "removed": len(res.Removed),
 		"unknown": nonNil(res.Unknown)})
@@ -246,6 +260,6 @@ func (s *Server) serverAction(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.notifyServers(out)
+	s.notifyServers(c, out)
 	return object(c, http.StatusAccepted, out.Revision, out)
 }

@@ -43,7 +43,7 @@ func (s *Server) networkRoutes(g *echo.Group) {
 	g.POST("/networks", createHandler(s, adminOnly, s.prepareNetwork, func(ctx context.Context, in types.NetworkCreate) (types.Network, error) {
 		n, err := st.CreateNetwork(ctx, types.Network{Name: in.Name, ProjectID: in.Project, SegmentType: in.SegmentType,
 			SegmentID: in.SegmentID, Description: in.Description})
-		return n, s.netChanged(netError(err))
+		return n, s.netChanged(ctx, netError(err))
 	}))
 	g.GET("/networks", listHandler(catalogRead, func(c echo.Context) map[string]func(string) (string, error) {
 		return map[string]func(string) (string, error){"project": s.projectID(c), "segment_type": nil, "name": nil}
@@ -53,14 +53,14 @@ func (s *Server) networkRoutes(g *echo.Group) {
 		return checkNameDesc(in.Name, in.Description)
 	}, st.UpdateNetwork))
 	g.DELETE("/networks/:id", s.deleteHandler(func(c echo.Context, id string, rev int64) error {
-		return s.netChanged(netError(st.DeleteNetwork(c.Request().Context(), id, rev)))
+		return s.netChanged(c.Request().Context(), netError(st.DeleteNetwork(c.Request().Context(), id, rev)))
 	}))
 
 	// Subnets.
 	g.POST("/subnets", createHandler(s, adminOnly, s.prepareSubnet, func(ctx context.Context, in types.SubnetCreate) (types.Subnet, error) {
 		sn, err := st.CreateSubnet(ctx, types.Subnet{Name: in.Name, NetworkID: in.Network, CIDR: in.CIDR, GatewayIP: in.GatewayIP,
 			AllocationPools: in.AllocationPools, DNSServers: in.DNSServers, Description: in.Description})
-		return sn, s.netChanged(netError(err))
+		return sn, s.netChanged(ctx, netError(err))
 	}))
 	g.GET("/subnets", listHandler(catalogRead, func(c echo.Context) map[string]func(string) (string, error) {
 		return map[string]func(string) (string, error){"network": s.networkID(c), "name": nil}
@@ -76,7 +76,7 @@ func (s *Server) networkRoutes(g *echo.Group) {
 		return nil
 	}, st.UpdateSubnet))
 	g.DELETE("/subnets/:id", s.deleteHandler(func(c echo.Context, id string, rev int64) error {
-		return s.netChanged(netError(st.DeleteSubnet(c.Request().Context(), id, rev)))
+		return s.netChanged(c.Request().Context(), netError(st.DeleteSubnet(c.Request().Context(), id, rev)))
 	}))
 
 	// Ports.
@@ -95,7 +95,7 @@ func (s *Server) networkRoutes(g *echo.Group) {
 		if _, err := st.DeletePort(c.Request().Context(), c.Param("id"), rev); err != nil {
 			return err
 		}
-		s.netChanged(nil)
+		s.netChanged(c.Request().Context(), nil)
 		return c.NoContent(http.StatusNoContent)
 	})
 
@@ -142,7 +142,7 @@ func (s *Server) networkRoutes(g *echo.Group) {
 		if err != nil {
 			return err
 		}
-		if err := s.netChanged(netError(st.DeleteSecurityGroup(c.Request().Context(), sg.ID, rev))); err != nil {
+		if err := s.netChanged(c.Request().Context(), netError(st.DeleteSecurityGroup(c.Request().Context(), sg.ID, rev))); err != nil {
 			return err
 		}
 		return c.NoContent(http.StatusNoContent)
@@ -159,7 +159,7 @@ func (s *Server) networkRoutes(g *echo.Group) {
 		if err := st.DeleteSecurityGroupRule(c.Request().Context(), sg.ID, c.Param("rule")); err != nil {
 			return err
 		}
-		s.netChanged(nil)
+		s.netChanged(c.Request().Context(), nil)
 		return c.NoContent(http.StatusNoContent)
 	})
 
@@ -170,9 +170,9 @@ func (s *Server) networkRoutes(g *echo.Group) {
 
 // netChanged wakes the agents' network watches when err is nil, and
 // returns err.
-func (s *Server) netChanged(err error) error {
+func (s *Server) netChanged(ctx context.Context, err error) error {
 	if err == nil {
-		s.hub.notify(networkWatchKey)
+		store.AfterCommit(ctx, func() { s.hub.notify(networkWatchKey) })
 	}
 	return err
 }
@@ -514,7 +514,7 @@ func (s *Server) createPort(c echo.Context) error {
 		return types.Errorf(types.CodeAlreadyExists, "MAC address %s is taken on network %s", spec.Port.MACAddress, network.ID).
 			WithDetail("field", "mac_address")
 	}
-	if err := s.netChanged(netError(err)); err != nil {
+	if err := s.netChanged(c.Request().Context(), netError(err)); err != nil {
 		return err
 	}
 	return created(c, p.ID, p.Revision, p, nil)
@@ -654,7 +654,7 @@ func (s *Server) updatePort(c echo.Context) error {
 		ch.SecurityGroups = &ids
 	}
 	out, err := s.store.UpdatePort(c.Request().Context(), p.ID, rev, ch)
-	if err := s.netChanged(err); err != nil {
+	if err := s.netChanged(c.Request().Context(), err); err != nil {
 		return err
 	}
 	return found(c, out.Revision, out, nil)
@@ -754,7 +754,7 @@ func (s *Server) createSecurityGroup(c echo.Context) error {
 		out.Rules = append(out.Rules, r)
 	}
 	sg, err := s.store.CreateSecurityGroup(c.Request().Context(), out)
-	if err := s.netChanged(err); err != nil {
+	if err := s.netChanged(c.Request().Context(), err); err != nil {
 		return err
 	}
 	return created(c, sg.ID, sg.Revision, sg, nil)
@@ -780,7 +780,7 @@ func (s *Server) addRule(c echo.Context) error {
 		return err
 	}
 	out, err := s.store.AddSecurityGroupRule(c.Request().Context(), sg.ID, r)
-	if err := s.netChanged(err); err != nil {
+	if err := s.netChanged(c.Request().Context(), err); err != nil {
 		return err
 	}
 	setResource(c, out.ID)
@@ -893,7 +893,7 @@ func (s *Server) setTunnelEndpoint(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.netChanged(s.store.SetTunnelEndpoint(c.Request().Context(), h.ID, a.String())); err != nil {
+	if err := s.netChanged(c.Request().Context(), s.store.SetTunnelEndpoint(c.Request().Context(), h.ID, a.String())); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -9,7 +9,6 @@ import (
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/corral-cloud/corral/baremetal"
-	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
 )
 
@@ -74,9 +73,9 @@ func (s *Server) nodeRoutes(g *echo.Group) {
 func actor(c echo.Context) string { return "api:" + principalOf(c).TokenID }
 
 // wakeConductor makes the conductor look at the nodes now.
-func (s *Server) wakeConductor() {
-	if s.cfg.Baremetal.Conductor != nil {
-		s.cfg.Baremetal.Conductor.Wake()
+func (s *Server) wakeConductor(c echo.Context) {
+	if cond := s.cfg.Baremetal.Conductor; cond != nil {
+		store.AfterCommit(c.Request().Context(), cond.Wake)
 	}
 }
 
@@ -236,7 +235,7 @@ func (s *Server) enrolNode(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.wakeConductor()
+	s.wakeConductor(c)
 	return created(c, n.ID, n.Revision, n, nil)
 }
 
@@ -271,7 +270,7 @@ func (s *Server) updateNode(c echo.Context) error {
 			return err
 		}
 	}
-	row, err := s.store.ChangeNode(c.Request().Context(), c.Param("id"), rev, actor(c), func(_ *sqlx.Tx, r *store.NodeRow) (string, error) {
+	row, err := s.store.ChangeNode(c.Request().Context(), c.Param("id"), rev, actor(c), func(_ *store.Tx, r *store.NodeRow) (string, error) {
 		set(&r.Name, in.Name)
 		if in.Hardware != nil {
 			r.SetHardware(*in.Hardware)
@@ -296,7 +295,7 @@ func (s *Server) updateNode(c echo.Context) error {
 	if err != nil {
 		return nodeError(err)
 	}
-	s.wakeConductor()
+	s.wakeConductor(c)
 	n := row.API()
 	return found(c, n.Revision, n, nil)
 }
@@ -325,13 +324,13 @@ func (s *Server) provisionNode(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	row, err := s.store.ChangeNode(c.Request().Context(), c.Param("id"), rev, actor(c), func(_ *sqlx.Tx, r *store.NodeRow) (string, error) {
+	row, err := s.store.ChangeNode(c.Request().Context(), c.Param("id"), rev, actor(c), func(_ *store.Tx, r *store.NodeRow) (string, error) {
 		return baremetal.Provision(r, in.Target)
 	})
 	if err != nil {
 		return nodeError(err)
 	}
-	s.wakeConductor()
+	s.wakeConductor(c)
 	n := row.API()
 	return object(c, http.StatusAccepted, n.Revision, n)
 }
@@ -403,7 +402,7 @@ func (s *Server) createBaremetalServer(c echo.Context, out types.Server) error {
 			if err != nil {
 				return refError("server", err)
 			}
-			s.wakeConductor()
+			s.wakeConductor(c)
 			return created(c, made.ID, made.Revision, made, nil)
 		}
 	}
@@ -418,7 +417,7 @@ func (s *Server) deleteBaremetalServer(c echo.Context, srv types.Server, rev int
 	if err != nil {
 		return nodeError(err)
 	}
-	s.wakeConductor()
+	s.wakeConductor(c)
 	if out.NodeID == "" {
 		return c.NoContent(http.StatusNoContent)
 	}

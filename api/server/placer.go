@@ -110,7 +110,7 @@ func toPlacementHost(h types.Host, traits map[string][]string, aggs map[string]t
 		Used: placement.Resources{VCPUs: h.Allocated.VCPUs, MemoryMiB: h.Allocated.RAMMiB, DiskGiB: h.Allocated.DiskGiB,
 			Hugepages: h.Allocated.Hugepages, Guests: h.Allocated.Guests},
 		Generation: h.Generation,
-		Heartbeat:  placement.Heartbeat{At: h.LastHeartbeat, FreeMemoryMiB: h.Usage.MemFreeMiB}}
+		Heartbeat:  placement.Heartbeat{At: h.LastHeartbeat, FreeMemoryMiB: h.FailsafeFreeMiB}}
 	seen := map[string]bool{}
 	for _, a := range h.AggregateIDs {
 		for _, t := range traits[a] {
@@ -196,12 +196,23 @@ func (p *placer) decide(ctx context.Context, fn func(*placement.Snapshot) (place
 	}
 }
 
-// hostClaims turns a decision into store claims.
-func hostClaims(d placement.Decision) []store.HostClaim {
+// hostClaims turns a decision into store claims. Each carries the memory
+// failsafe, so the store re-checks it against the host row in the claim's
+// compare-and-swap: a snapshot that missed another replica's claims, or
+// was rebuilt between a heartbeat and a claim, cannot overrun it.
+func (p *placer) hostClaims(d placement.Decision) []store.HostClaim {
+	margin := p.cfg.FailsafeMarginMiB
+	switch {
+	case margin == 0:
+		margin = placement.DefaultFailsafeMarginMiB
+	case margin < 0:
+		margin = 0
+	}
 	hc := d.HostClaims()
 	out := make([]store.HostClaim, len(hc))
 	for i, c := range hc {
-		out[i] = store.HostClaim{HostID: c.HostID, Generation: c.Generation, Delta: allocation(c.Resources)}
+		out[i] = store.HostClaim{HostID: c.HostID, Generation: c.Generation, Delta: allocation(c.Resources),
+			Failsafe: true, MarginMiB: margin}
 	}
 	return out
 }

@@ -64,6 +64,8 @@ type Server struct {
 	reg     *prometheus.Registry
 	placer  *placer
 	hub     *hub
+	// refusals audits refused calls, aggregating floods.
+	refusals *refusalLog
 }
 
 // New builds the API and its routes.
@@ -98,13 +100,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, images: images, log: cfg.Logger, reg: cfg.Registry, hub: newHub()}
 	s.metrics = newMetrics(cfg.Registry)
+	s.refusals = newRefusalLog(cfg.Store, cfg.Logger, cfg.Now)
 	s.placer = newPlacer(cfg.Store, cfg.Now, cfg.Placement)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	// Recover sits inside observe so that a panic is answered, counted and
-	// audited like any other 500.
-	e.Use(middleware.RequestID(), s.observe, s.authenticate, s.audit, middleware.Recover(), s.idempotency)
+	// Recover sits inside transact so that a panic rolls back the request's
+	// transaction and is answered, counted and audited like any other 500.
+	e.Use(middleware.RequestID(), s.observe, s.authenticate, s.transact, middleware.Recover())
 	s.echo = e
 	s.routes()
 	return s, nil
@@ -193,6 +196,7 @@ func (s *Server) MaintainOnce(ctx context.Context) {
 	} else if n > 0 {
 		s.log.Info("purged expired tokens", "count", n)
 	}
+	s.refusals.flush(ctx)
 	if _, err := s.store.PurgeIdempotencyKeys(ctx, now.Add(-24*time.Hour)); err != nil {
 		s.log.Error("purge idempotency keys", "error", err)
 	}

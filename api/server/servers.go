@@ -48,7 +48,7 @@ func (s *Server) createServer(c echo.Context) error {
 		srv := out
 		srv.HostID, srv.RegionID, srv.ZoneID = cl.HostID, cl.Region, cl.Zone
 		var err error
-		made, err = s.store.ClaimAndCreate(ctx, hostClaims(d), []store.PlacedServer{{Server: srv, Claim: allocation(cl.Resources)}}, nil)
+		made, err = s.store.ClaimAndCreate(ctx, s.placer.hostClaims(d), []store.PlacedServer{{Server: srv, Claim: allocation(cl.Resources)}}, nil)
 		return err
 	})
 	if err != nil {
@@ -59,7 +59,7 @@ func (s *Server) createServer(c echo.Context) error {
 			return err
 		}
 	}
-	s.notifyServers(made...)
+	s.notifyServers(c, made...)
 	return created(c, made[0].ID, made[0].Revision, made[0], nil)
 }
 
@@ -96,7 +96,7 @@ func (s *Server) plugNetworks(c echo.Context, srv types.Server, networks []strin
 		if _, derr := s.store.ForceDeleteServer(ctx, srv.ID); derr != nil {
 			s.log.Error("cannot remove a server whose ports failed", "server", srv.ID, "error", derr)
 		}
-		s.placer.forget(ctx, srv.HostID)
+		s.forget(c, srv.HostID)
 		err = netError(err)
 		var apiErr *types.Error
 		if errors.As(err, &apiErr) && apiErr.Details["field"] != nil {
@@ -104,7 +104,7 @@ func (s *Server) plugNetworks(c echo.Context, srv types.Server, networks []strin
 		}
 		return err
 	}
-	s.hub.notify(networkWatchKey)
+	s.notify(c, networkWatchKey)
 	return nil
 }
 
@@ -326,7 +326,7 @@ func (s *Server) updateServer(c echo.Context) error {
 	}
 	srv, err := s.store.UpdateServer(c.Request().Context(), c.Param("id"), rev, in)
 	if err == nil {
-		s.notifyServers(srv)
+		s.notifyServers(c, srv)
 	}
 	return found(c, srv.Revision, srv, err)
 }
@@ -372,11 +372,11 @@ func (s *Server) deleteServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.notifyServers(srv)
+	s.notifyServers(c, srv)
 	if srv.State == types.ServerDeleting && !force {
 		return object(c, http.StatusAccepted, srv.Revision, srv)
 	}
-	s.placer.forget(ctx, srv.HostID)
-	s.hub.notify(networkWatchKey) // its ports were unplugged
+	s.forget(c, srv.HostID)
+	s.notify(c, networkWatchKey) // its ports were unplugged
 	return c.NoContent(http.StatusNoContent)
 }

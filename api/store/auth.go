@@ -68,7 +68,7 @@ func hashSecret(secret string) string {
 // CreateToken stores a new token and returns it with its bearer string,
 // which is shown only once.
 func (s *Store) CreateToken(ctx context.Context, t types.Token, expiresAt *time.Time) (types.Token, string, error) {
-	return s.createToken(ctx, s.w, t, expiresAt)
+	return s.createToken(ctx, s.wr(ctx), t, expiresAt)
 }
 
 func (s *Store) createToken(ctx context.Context, e sqlx.ExtContext, t types.Token, expiresAt *time.Time) (types.Token, string, error) {
@@ -98,7 +98,7 @@ func (s *Store) Authenticate(ctx context.Context, bearer string) (TokenRow, erro
 		return TokenRow{}, fmt.Errorf("token: %w", ErrNotFound)
 	}
 	var row TokenRow
-	if err := s.r.GetContext(ctx, &row, s.rb("SELECT * FROM tokens WHERE id = ?"), id); err != nil {
+	if err := s.rd(ctx).GetContext(ctx, &row, s.rb("SELECT * FROM tokens WHERE id = ?"), id); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return row, fmt.Errorf("token %s: %w", id, ErrNotFound)
 		}
@@ -112,7 +112,7 @@ func (s *Store) Authenticate(ctx context.Context, bearer string) (TokenRow, erro
 
 // GetToken finds a token by ID.
 func (s *Store) GetToken(ctx context.Context, id string) (types.Token, error) {
-	row, err := getRow[TokenRow](ctx, s, s.r, tokenTable, id)
+	row, err := getRow[TokenRow](ctx, s, s.rd(ctx), tokenTable, id)
 	return row.API(), err
 }
 
@@ -123,7 +123,7 @@ func (s *Store) ListTokens(ctx context.Context, opts ListOptions) (types.List[ty
 
 // DeleteToken revokes a token.
 func (s *Store) DeleteToken(ctx context.Context, id string) error {
-	res, err := s.w.ExecContext(ctx, s.rb("DELETE FROM tokens WHERE id = ?"), id)
+	res, err := s.wr(ctx).ExecContext(ctx, s.rb("DELETE FROM tokens WHERE id = ?"), id)
 	if err != nil {
 		return fmt.Errorf("delete token %s: %w", id, err)
 	}
@@ -138,7 +138,7 @@ func (s *Store) DeleteToken(ctx context.Context, id string) error {
 // together on one PostgreSQL database take turns on a lock, so exactly one
 // creates it.
 func (s *Store) BootstrapAdmin(ctx context.Context) (string, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return "", fmt.Errorf("bootstrap admin: %w", err)
 	}
@@ -165,7 +165,7 @@ func (s *Store) BootstrapAdmin(ctx context.Context) (string, error) {
 // PurgeExpiredTokens deletes tokens that expired before before, and
 // returns how many it deleted.
 func (s *Store) PurgeExpiredTokens(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.w.ExecContext(ctx, s.rb("DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at < ?"), micros(before))
+	res, err := s.wr(ctx).ExecContext(ctx, s.rb("DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at < ?"), micros(before))
 	if err != nil {
 		return 0, fmt.Errorf("purge expired tokens: %w", err)
 	}
@@ -174,7 +174,7 @@ func (s *Store) PurgeExpiredTokens(ctx context.Context, before time.Time) (int64
 
 var auditTable = table{
 	name: "audit_log", kind: "audit entry",
-	cols: []string{"id", "at", "token_id", "role", "method", "path", "status", "resource_id", "request_id"},
+	cols: []string{"id", "at", "token_id", "role", "method", "path", "status", "resource_id", "request_id", "count"},
 	filters: map[string]string{
 		"token":    "token_id = ?",
 		"resource": "resource_id = ?",
@@ -193,6 +193,7 @@ type AuditRow struct {
 	Status     int    `db:"status"`
 	ResourceID string `db:"resource_id"`
 	RequestID  string `db:"request_id"`
+	Count      int    `db:"count"`
 }
 
 func (r *AuditRow) meta() *rowMeta { return &rowMeta{ID: r.ID} }
@@ -200,10 +201,12 @@ func (r *AuditRow) meta() *rowMeta { return &rowMeta{ID: r.ID} }
 // API converts the row to its wire form.
 func (r AuditRow) API() types.AuditEntry {
 	return types.AuditEntry{ID: r.ID, At: fromMicros(r.At), TokenID: r.TokenID, Role: r.Role, Method: r.Method,
-		Path: r.Path, Status: r.Status, ResourceID: r.ResourceID, RequestID: r.RequestID}
+		Path: r.Path, Status: r.Status, ResourceID: r.ResourceID, RequestID: r.RequestID, Count: r.Count}
 }
 
 // AppendAudit records mutating calls; it writes a batch in one statement.
+// Inside a request transaction the entries commit with the request's
+// change, or not at all.
 func (s *Store) AppendAudit(ctx context.Context, entries []types.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
@@ -211,13 +214,13 @@ func (s *Store) AppendAudit(ctx context.Context, entries []types.AuditEntry) err
 	rows := make([]AuditRow, len(entries))
 	for i, e := range entries {
 		rows[i] = AuditRow{ID: NewID(prefixAudit), At: micros(e.At), TokenID: e.TokenID, Role: e.Role, Method: e.Method,
-			Path: e.Path, Status: e.Status, ResourceID: e.ResourceID, RequestID: e.RequestID}
+			Path: e.Path, Status: e.Status, ResourceID: e.ResourceID, RequestID: e.RequestID, Count: max(e.Count, 1)}
 	}
 	q, args, err := sqlx.Named(auditTable.insertSQL(), rows)
 	if err != nil {
 		return fmt.Errorf("append audit: %w", err)
 	}
-	if _, err := s.w.ExecContext(ctx, s.rb(q), args...); err != nil {
+	if _, err := s.wr(ctx).ExecContext(ctx, s.rb(q), args...); err != nil {
 		return fmt.Errorf("append audit: %w", err)
 	}
 	return nil
@@ -226,7 +229,7 @@ func (s *Store) AppendAudit(ctx context.Context, entries []types.AuditEntry) err
 // PurgeAudit deletes audit entries recorded before before, and returns how
 // many it deleted.
 func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.w.ExecContext(ctx, s.rb("DELETE FROM audit_log WHERE at < ?"), micros(before))
+	res, err := s.wr(ctx).ExecContext(ctx, s.rb("DELETE FROM audit_log WHERE at < ?"), micros(before))
 	if err != nil {
 		return 0, fmt.Errorf("purge audit log: %w", err)
 	}
@@ -253,31 +256,54 @@ type IdempotencyRecord struct {
 	Headers string `db:"headers"`
 }
 
-// ReserveIdempotencyKey claims a key for a request. If the key is new it
-// returns (nil, nil) and the caller must later Complete or Release it;
-// otherwise it returns the existing record.
-func (s *Store) ReserveIdempotencyKey(ctx context.Context, principal, key, requestHash string) (*IdempotencyRecord, error) {
-	_, err := s.w.ExecContext(ctx, s.rb(`INSERT INTO idempotency_keys
-		(principal, idem_key, request_hash, status, content_type, body, created_at, headers) VALUES (?, ?, ?, 0, '', '', ?, '{}')`),
-		principal, key, requestHash, micros(time.Now()))
-	if err == nil {
-		return nil, nil
+// TakeIdempotencyKey claims a key for a request inside the request's
+// transaction. If the key is new it returns (nil, nil): the key's row is
+// written (uncommitted) and the caller records the answer with
+// CompleteIdempotencyKey before the transaction commits, so that the answer
+// and the change it describes commit together. If another transaction holds
+// the same key uncommitted, the call waits for it (PostgreSQL's unique
+// index; SQLite has one writer). If the key was committed before, it returns
+// that record, and the caller replays its answer. A key left without an
+// answer by an older corrald (status 0) is taken over.
+func (s *Store) TakeIdempotencyKey(ctx context.Context, principal, key, requestHash string) (*IdempotencyRecord, error) {
+	if requestTx(ctx) == nil {
+		return nil, errors.New("take idempotency key: needs a request transaction")
 	}
-	if err = classify(err); !errors.Is(err, ErrExists) {
-		return nil, fmt.Errorf("reserve idempotency key: %w", err)
+	q := s.wr(ctx)
+	for range 2 {
+		res, err := q.ExecContext(ctx, s.rb(`INSERT INTO idempotency_keys
+			(principal, idem_key, request_hash, status, content_type, body, created_at, headers)
+			VALUES (?, ?, ?, 0, '', '', ?, '{}') ON CONFLICT (principal, idem_key) DO NOTHING`),
+			principal, key, requestHash, micros(time.Now()))
+		if err != nil {
+			return nil, fmt.Errorf("take idempotency key: %w", classify(err))
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil, nil
+		}
+		var rec IdempotencyRecord
+		if err := q.GetContext(ctx, &rec, s.rb("SELECT * FROM idempotency_keys WHERE principal = ? AND idem_key = ?"), principal, key); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // deleted (purged) between the two statements
+			}
+			return nil, fmt.Errorf("read idempotency key: %w", err)
+		}
+		if rec.Status != 0 {
+			return &rec, nil
+		}
+		if _, err := q.ExecContext(ctx, s.rb("DELETE FROM idempotency_keys WHERE principal = ? AND idem_key = ?"), principal, key); err != nil {
+			return nil, fmt.Errorf("take over idempotency key: %w", err)
+		}
 	}
-	var rec IdempotencyRecord
-	if err := s.w.GetContext(ctx, &rec, s.rb("SELECT * FROM idempotency_keys WHERE principal = ? AND idem_key = ?"), principal, key); err != nil {
-		return nil, fmt.Errorf("read idempotency key: %w", err)
-	}
-	return &rec, nil
+	return nil, fmt.Errorf("take idempotency key %q: %w", key, ErrStale)
 }
 
-// CompleteIdempotencyKey stores the response of the request holding key:
-// status, content type, body, and the headers a replay repeats.
+// CompleteIdempotencyKey stores the answer of the request holding key:
+// status, content type, body, and the headers a replay repeats. Call it in
+// the request's transaction, after TakeIdempotencyKey.
 func (s *Store) CompleteIdempotencyKey(ctx context.Context, principal, key string, status int, contentType string,
 	headers map[string]string, body []byte) error {
-	_, err := s.w.ExecContext(ctx, s.rb(`UPDATE idempotency_keys SET status = ?, content_type = ?, headers = ?, body = ?
+	_, err := s.wr(ctx).ExecContext(ctx, s.rb(`UPDATE idempotency_keys SET status = ?, content_type = ?, headers = ?, body = ?
 		WHERE principal = ? AND idem_key = ?`), status, contentType, toJSON(headers), string(body), principal, key)
 	if err != nil {
 		return fmt.Errorf("complete idempotency key: %w", err)
@@ -285,16 +311,9 @@ func (s *Store) CompleteIdempotencyKey(ctx context.Context, principal, key strin
 	return nil
 }
 
-// ReleaseIdempotencyKey forgets a key whose request failed, so that a retry
-// runs again.
-func (s *Store) ReleaseIdempotencyKey(ctx context.Context, principal, key string) error {
-	_, err := s.w.ExecContext(ctx, s.rb("DELETE FROM idempotency_keys WHERE principal = ? AND idem_key = ?"), principal, key)
-	return err
-}
-
 // PurgeIdempotencyKeys forgets keys recorded before before.
 func (s *Store) PurgeIdempotencyKeys(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.w.ExecContext(ctx, s.rb("DELETE FROM idempotency_keys WHERE created_at < ?"), micros(before))
+	res, err := s.wr(ctx).ExecContext(ctx, s.rb("DELETE FROM idempotency_keys WHERE created_at < ?"), micros(before))
 	if err != nil {
 		return 0, fmt.Errorf("purge idempotency keys: %w", err)
 	}

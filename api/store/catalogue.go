@@ -83,12 +83,12 @@ func (r RegionRow) API() types.Region {
 // CreateRegion stores a new region.
 func (s *Store) CreateRegion(ctx context.Context, in types.RegionCreate) (types.Region, error) {
 	row := RegionRow{rowMeta: newMeta(prefixRegion), Name: in.Name, Description: in.Description}
-	return row.API(), insertRow(ctx, s, s.w, regionTable, &row)
+	return row.API(), insertRow(ctx, s, s.wr(ctx), regionTable, &row)
 }
 
 // GetRegion finds a region by ID or name.
 func (s *Store) GetRegion(ctx context.Context, idOrName string) (types.Region, error) {
-	row, err := getRow[RegionRow](ctx, s, s.r, regionTable, idOrName)
+	row, err := getRow[RegionRow](ctx, s, s.rd(ctx), regionTable, idOrName)
 	return row.API(), err
 }
 
@@ -129,13 +129,13 @@ func (r ZoneRow) API() types.Zone {
 // CreateZone stores a new zone in an existing region (by ID).
 func (s *Store) CreateZone(ctx context.Context, regionID string, in types.ZoneCreate) (types.Zone, error) {
 	row := ZoneRow{rowMeta: newMeta(prefixZone), Name: in.Name, RegionID: regionID, Description: in.Description}
-	return row.API(), insertRow(ctx, s, s.w, zoneTable, &row)
+	return row.API(), insertRow(ctx, s, s.wr(ctx), zoneTable, &row)
 }
 
 // GetZone finds a zone by ID or name; a name used in two regions is
 // ErrAmbiguous.
 func (s *Store) GetZone(ctx context.Context, idOrName string) (types.Zone, error) {
-	row, err := getRow[ZoneRow](ctx, s, s.r, zoneTable, idOrName)
+	row, err := getRow[ZoneRow](ctx, s, s.rd(ctx), zoneTable, idOrName)
 	return row.API(), err
 }
 
@@ -147,7 +147,7 @@ func (s *Store) GetZoneIn(ctx context.Context, regionID, idOrName string) (types
 		return z, err
 	}
 	var row ZoneRow
-	if err := s.r.GetContext(ctx, &row, s.rb("SELECT * FROM zones WHERE region_id = ? AND name = ?"), regionID, idOrName); err != nil {
+	if err := s.rd(ctx).GetContext(ctx, &row, s.rb("SELECT * FROM zones WHERE region_id = ? AND name = ?"), regionID, idOrName); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return types.Zone{}, fmt.Errorf("zone %q in region %s: %w", idOrName, regionID, ErrNotFound)
 		}
@@ -202,12 +202,12 @@ func (s *Store) CreateAggregate(ctx context.Context, in types.Aggregate) (types.
 	row := AggregateRow{rowMeta: newMeta(prefixAggregate), Name: in.Name, Traits: toJSON(in.Traits),
 		CPUAllocationRatio: in.CPUAllocationRatio, RAMAllocationRatio: in.RAMAllocationRatio,
 		ReservedMemoryMiB: in.ReservedMemoryMiB, ReservedCPUs: in.ReservedCPUs, Weigher: in.Weigher, Description: in.Description}
-	return row.API(), insertRow(ctx, s, s.w, aggregateTable, &row)
+	return row.API(), insertRow(ctx, s, s.wr(ctx), aggregateTable, &row)
 }
 
 // GetAggregate finds an aggregate by ID or name.
 func (s *Store) GetAggregate(ctx context.Context, idOrName string) (types.Aggregate, error) {
-	row, err := getRow[AggregateRow](ctx, s, s.r, aggregateTable, idOrName)
+	row, err := getRow[AggregateRow](ctx, s, s.rd(ctx), aggregateTable, idOrName)
 	return row.API(), err
 }
 
@@ -269,12 +269,12 @@ func (s *Store) CreateFlavor(ctx context.Context, in types.FlavorCreate) (types.
 	row := FlavorRow{rowMeta: newMeta(prefixFlavor), Name: in.Name, Kind: in.Kind, VCPUs: in.VCPUs, RAMMiB: in.RAMMiB,
 		DiskGiB: in.DiskGiB, Hugepages: boolInt(in.Hugepages), NetInKbps: in.QoS.NetInKbps, NetOutKbps: in.QoS.NetOutKbps,
 		DiskIOPS: in.QoS.DiskIOPS, DiskBytesSec: in.QoS.DiskBytesSec, Description: in.Description}
-	return row.API(), insertRow(ctx, s, s.w, flavorTable, &row)
+	return row.API(), insertRow(ctx, s, s.wr(ctx), flavorTable, &row)
 }
 
 // GetFlavor finds a flavor by ID or name.
 func (s *Store) GetFlavor(ctx context.Context, idOrName string) (types.Flavor, error) {
-	row, err := getRow[FlavorRow](ctx, s, s.r, flavorTable, idOrName)
+	row, err := getRow[FlavorRow](ctx, s, s.rd(ctx), flavorTable, idOrName)
 	return row.API(), err
 }
 
@@ -321,12 +321,12 @@ func (r ImageRow) API() types.Image {
 func (s *Store) CreateImage(ctx context.Context, in types.ImageCreate) (types.Image, error) {
 	row := ImageRow{rowMeta: newMeta(prefixImage), Name: in.Name, DiskFormat: in.DiskFormat, Status: types.ImageQueued,
 		MinDiskGiB: in.MinDiskGiB, Description: in.Description}
-	return row.API(), insertRow(ctx, s, s.w, imageTable, &row)
+	return row.API(), insertRow(ctx, s, s.wr(ctx), imageTable, &row)
 }
 
 // GetImage finds an image by ID or name.
 func (s *Store) GetImage(ctx context.Context, idOrName string) (types.Image, error) {
-	row, err := getRow[ImageRow](ctx, s, s.r, imageTable, idOrName)
+	row, err := getRow[ImageRow](ctx, s, s.rd(ctx), imageTable, idOrName)
 	return row.API(), err
 }
 
@@ -351,7 +351,7 @@ func (s *Store) UpdateImage(ctx context.Context, idOrName string, ifMatch int64,
 // may be taken over. Anything else is ErrStale.
 func (s *Store) BeginImageUpload(ctx context.Context, id string, staleAfter time.Duration) error {
 	now := time.Now()
-	res, err := s.w.ExecContext(ctx, s.rb(`UPDATE images SET status = ?, revision = revision + 1, updated_at = ?
+	res, err := s.wr(ctx).ExecContext(ctx, s.rb(`UPDATE images SET status = ?, revision = revision + 1, updated_at = ?
 		WHERE id = ? AND (status = ? OR (status = ? AND updated_at < ?))`),
 		types.ImageUploading, micros(now), id, types.ImageQueued, types.ImageUploading, micros(now.Add(-staleAfter)))
 	if err != nil {
@@ -365,7 +365,7 @@ func (s *Store) BeginImageUpload(ctx context.Context, id string, staleAfter time
 
 // AbortImageUpload returns an image whose upload failed to queued.
 func (s *Store) AbortImageUpload(ctx context.Context, id string) error {
-	_, err := s.w.ExecContext(ctx, s.rb("UPDATE images SET status = ?, revision = revision + 1 WHERE id = ? AND status = ?"),
+	_, err := s.wr(ctx).ExecContext(ctx, s.rb("UPDATE images SET status = ?, revision = revision + 1 WHERE id = ? AND status = ?"),
 		types.ImageQueued, id, types.ImageUploading)
 	return err
 }
@@ -401,12 +401,12 @@ func (r ProjectRow) API() types.Project {
 // CreateProject stores a new project.
 func (s *Store) CreateProject(ctx context.Context, in types.ProjectCreate) (types.Project, error) {
 	row := ProjectRow{rowMeta: newMeta(prefixProject), Name: in.Name, Description: in.Description}
-	return row.API(), insertRow(ctx, s, s.w, projectTable, &row)
+	return row.API(), insertRow(ctx, s, s.wr(ctx), projectTable, &row)
 }
 
 // GetProject finds a project by ID or name.
 func (s *Store) GetProject(ctx context.Context, idOrName string) (types.Project, error) {
-	row, err := getRow[ProjectRow](ctx, s, s.r, projectTable, idOrName)
+	row, err := getRow[ProjectRow](ctx, s, s.rd(ctx), projectTable, idOrName)
 	return row.API(), err
 }
 

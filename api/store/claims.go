@@ -3,11 +3,11 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/corral-cloud/corral/api/types"
-	"github.com/jmoiron/sqlx"
 )
 
 // HostClaim is one compare-and-swap on a host: add Delta if the host is
@@ -16,6 +16,13 @@ type HostClaim struct {
 	HostID     string
 	Generation int64
 	Delta      Allocation
+	// Failsafe, when set, also requires the host's measured free memory
+	// less what was claimed since it was measured (see HostRow) to stay at
+	// or above MarginMiB after the claim. It is checked in the same
+	// statement as the generation, so it holds across snapshot rebuilds
+	// and replicas.
+	Failsafe  bool
+	MarginMiB int64
 }
 
 // StaleHostError is returned when a host's generation moved on between the
@@ -38,7 +45,7 @@ type PlacedServer struct {
 // scheduled, in one transaction: all of it happens, or none (a group is all
 // or nothing, and no claim is ever left without its server).
 func (s *Store) ClaimAndCreate(ctx context.Context, claims []HostClaim, servers []PlacedServer, group *types.Group) ([]types.Server, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
@@ -46,10 +53,18 @@ func (s *Store) ClaimAndCreate(ctx context.Context, claims []HostClaim, servers 
 	if err := s.applyClaims(ctx, tx, claims); err != nil {
 		return nil, err
 	}
-	if group != nil && group.Revision == 0 {
+	switch {
+	case group != nil && group.Revision == 0:
 		if err := s.insertGroup(ctx, tx, group); err != nil {
 			return nil, err
 		}
+	case group != nil:
+		// Members are added to a group as it was read: if it changed
+		// since, the decision may break its spread.
+		if err := s.bumpGroup(ctx, tx, group.ID, group.Revision); err != nil {
+			return nil, err
+		}
+		group.Revision++
 	}
 	out := make([]types.Server, len(servers))
 	for i, ps := range servers {
@@ -72,13 +87,19 @@ func (s *Store) ClaimAndCreate(ctx context.Context, claims []HostClaim, servers 
 	return out, nil
 }
 
-func (s *Store) applyClaims(ctx context.Context, tx *sqlx.Tx, claims []HostClaim) error {
+func (s *Store) applyClaims(ctx context.Context, tx *Tx, claims []HostClaim) error {
 	for _, c := range claims {
+		failsafe := 0
+		if c.Failsafe {
+			failsafe = 1
+		}
 		res, err := tx.ExecContext(ctx, s.rb(`UPDATE hosts SET generation = generation + 1,
 			used_vcpus = used_vcpus + ?, used_ram_mib = used_ram_mib + ?, used_disk_gib = used_disk_gib + ?,
 			used_hugepages = used_hugepages + ?, used_guests = used_guests + ?
-			WHERE id = ? AND generation = ?`),
-			c.Delta.VCPUs, c.Delta.RAMMiB, c.Delta.DiskGiB, c.Delta.Hugepages, c.Delta.Guests, c.HostID, c.Generation)
+			WHERE id = ? AND generation = ? AND (? = 0 OR (hb_free_ram_mib IS NOT NULL AND
+				hb_free_ram_mib - CASE WHEN used_ram_mib > hb_used_ram_mib THEN used_ram_mib - hb_used_ram_mib ELSE 0 END - ? >= ?))`),
+			c.Delta.VCPUs, c.Delta.RAMMiB, c.Delta.DiskGiB, c.Delta.Hugepages, c.Delta.Guests, c.HostID, c.Generation,
+			failsafe, c.Delta.RAMMiB, c.MarginMiB)
 		if err != nil {
 			return fmt.Errorf("claim on host %s: %w", c.HostID, err)
 		}
@@ -90,7 +111,7 @@ func (s *Store) applyClaims(ctx context.Context, tx *sqlx.Tx, claims []HostClaim
 }
 
 // release gives a server's claim back to its host.
-func (s *Store) release(ctx context.Context, tx *sqlx.Tx, row ServerRow) error {
+func (s *Store) release(ctx context.Context, tx *Tx, row ServerRow) error {
 	if row.HostID == "" {
 		return nil
 	}
@@ -111,7 +132,7 @@ func (s *Store) release(ctx context.Context, tx *sqlx.Tx, row ServerRow) error {
 // DeleteServers deletes servers and gives their claims back, in one
 // transaction. It returns the deleted servers.
 func (s *Store) DeleteServers(ctx context.Context, ids []string, ifMatch int64) ([]types.Server, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("delete servers: %w", err)
 	}
@@ -123,7 +144,7 @@ func (s *Store) DeleteServers(ctx context.Context, ids []string, ifMatch int64) 
 	return out, tx.Commit()
 }
 
-func (s *Store) deleteServers(ctx context.Context, tx *sqlx.Tx, ids []string, ifMatch int64) ([]types.Server, error) {
+func (s *Store) deleteServers(ctx context.Context, tx *Tx, ids []string, ifMatch int64) ([]types.Server, error) {
 	out := make([]types.Server, 0, len(ids))
 	for _, id := range ids {
 		row, err := lockRow[ServerRow](ctx, s, tx, serverTable, id)
@@ -162,10 +183,14 @@ func (s *Store) deleteServers(ctx context.Context, tx *sqlx.Tx, ids []string, if
 	return out, nil
 }
 
-// ReplaceServer deletes old and records its replacement with a new claim in
-// one transaction.
+// ReplaceServer retires old and records its replacement with a new claim
+// in one transaction. The old member leaves its group at once, but if its
+// host's agent may run its guest it is only marked deleting: its row and
+// claim stay until the agent confirms the guest is gone (ReportGuests), as
+// for any delete. The group's revision moves on, so a concurrent change of
+// the same group that read it before fails its compare-and-swap.
 func (s *Store) ReplaceServer(ctx context.Context, oldID string, claims []HostClaim, repl PlacedServer) (types.Server, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return types.Server{}, fmt.Errorf("replace server: %w", err)
 	}
@@ -174,20 +199,22 @@ func (s *Store) ReplaceServer(ctx context.Context, oldID string, claims []HostCl
 	if err != nil {
 		return types.Server{}, err
 	}
-	if err := s.release(ctx, tx, old); err != nil {
+	if old.GroupID != "" {
+		if err := s.bumpGroup(ctx, tx, old.GroupID, 0); err != nil {
+			return types.Server{}, err
+		}
+	}
+	gone, err := s.deleteServers(ctx, tx, []string{old.ID}, 0)
+	if err != nil {
 		return types.Server{}, err
 	}
-	if err := s.unplugPorts(ctx, tx, old.ID); err != nil {
-		return types.Server{}, err
-	}
-	if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM servers WHERE id = ?"), old.ID); err != nil {
-		return types.Server{}, err
-	}
-	// Releasing moved the old host's generation on; claims on it were
-	// computed before, so compare against the bumped value.
-	for i := range claims {
-		if claims[i].HostID == old.HostID {
-			claims[i].Generation++
+	if gone[0].State != types.ServerDeleting {
+		// Its claim was given back at once, which moved its host's
+		// generation on; claims on that host were computed before.
+		for i := range claims {
+			if claims[i].HostID == old.HostID {
+				claims[i].Generation++
+			}
 		}
 	}
 	if err := s.applyClaims(ctx, tx, claims); err != nil {
@@ -202,6 +229,46 @@ func (s *Store) ReplaceServer(ctx context.Context, oldID string, claims []HostCl
 		return types.Server{}, err
 	}
 	return row.API(), tx.Commit()
+}
+
+// StaleGroupError is returned when a group changed (a member added,
+// replaced or removed) since the caller read it.
+type StaleGroupError struct{ GroupID string }
+
+func (e *StaleGroupError) Error() string { return "group " + e.GroupID + " changed since it was read" }
+
+// Is makes errors.Is(err, ErrStale) true.
+func (e *StaleGroupError) Is(target error) bool { return target == ErrStale }
+
+// bumpGroup moves a group's revision on; with revision > 0 only if the
+// group is still at it.
+func (s *Store) bumpGroup(ctx context.Context, tx *Tx, id string, revision int64) error {
+	res, err := tx.ExecContext(ctx, s.rb(`UPDATE server_groups SET revision = revision + 1, updated_at = ?
+		WHERE id = ? AND (? = 0 OR revision = ?)`), micros(time.Now()), id, revision, revision)
+	if err != nil {
+		return fmt.Errorf("group %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return &StaleGroupError{GroupID: id}
+	}
+	return nil
+}
+
+// LockGroup holds a group for the rest of the request transaction in ctx,
+// so that two requests changing the same group (two scale-ups, a scale-up
+// and a replace) run one after the other, each reading the members the
+// other left. On SQLite the request transaction already excludes every
+// other writer. A group that does not exist is not an error here.
+func (s *Store) LockGroup(ctx context.Context, idOrName string) error {
+	rt := requestTx(ctx)
+	if rt == nil || s.dialect != Postgres {
+		return nil
+	}
+	_, err := lockRow[GroupRow](ctx, s, &Tx{Tx: rt.tx}, groupTable, idOrName)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrAmbiguous) {
+		return nil
+	}
+	return err
 }
 
 var groupTable = table{
@@ -229,7 +296,7 @@ func (r GroupRow) API() types.Group {
 // NewGroupID returns the ID a new group will have.
 func NewGroupID() string { return NewID("grp-") }
 
-func (s *Store) insertGroup(ctx context.Context, tx *sqlx.Tx, g *types.Group) error {
+func (s *Store) insertGroup(ctx context.Context, tx *Tx, g *types.Group) error {
 	now := micros(time.Now())
 	row := GroupRow{rowMeta: rowMeta{ID: g.ID, Revision: 1, CreatedAt: now, UpdatedAt: now}, Name: g.Name,
 		ProjectID: g.ProjectID, Role: g.Role, RegionID: g.RegionID, Spec: toJSON(g.Spec)}
@@ -242,13 +309,13 @@ func (s *Store) insertGroup(ctx context.Context, tx *sqlx.Tx, g *types.Group) er
 
 // GetGroup finds a group by ID or name, with its members.
 func (s *Store) GetGroup(ctx context.Context, idOrName string) (types.Group, error) {
-	row, err := getRow[GroupRow](ctx, s, s.r, groupTable, idOrName)
+	row, err := getRow[GroupRow](ctx, s, s.rd(ctx), groupTable, idOrName)
 	if err != nil {
 		return types.Group{}, err
 	}
 	g := row.API()
 	var members []ServerRow
-	if err := s.r.SelectContext(ctx, &members, s.rb("SELECT * FROM servers WHERE group_id = ? ORDER BY id"), row.ID); err != nil {
+	if err := s.rd(ctx).SelectContext(ctx, &members, s.rb("SELECT * FROM servers WHERE group_id = ? ORDER BY id"), row.ID); err != nil {
 		return g, fmt.Errorf("members of group %s: %w", row.ID, err)
 	}
 	for _, m := range members {
@@ -275,7 +342,7 @@ func (s *Store) SetGroupSpec(ctx context.Context, id string, spec types.GroupSpe
 // DeleteGroup deletes a group with all its members, releasing their
 // claims, in one transaction. It returns the deleted members.
 func (s *Store) DeleteGroup(ctx context.Context, idOrName string) ([]types.Server, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("delete group: %w", err)
 	}

@@ -104,7 +104,7 @@ func getRow[R any](ctx context.Context, s *Store, q sqlx.QueryerContext, t table
 // lockRow is getRow inside a write transaction: on PostgreSQL it locks the
 // row until the transaction ends (SQLite transactions already exclude each
 // other).
-func lockRow[R any](ctx context.Context, s *Store, tx *sqlx.Tx, t table, idOrName string) (R, error) {
+func lockRow[R any](ctx context.Context, s *Store, tx *Tx, t table, idOrName string) (R, error) {
 	lock := ""
 	if s.dialect == Postgres {
 		lock = " FOR UPDATE"
@@ -169,7 +169,7 @@ func listRows[R any](ctx context.Context, s *Store, t table, opts ListOptions) (
 	}
 	q += fmt.Sprintf(" ORDER BY id LIMIT %d", limit+1)
 	var rows []R
-	if err := sqlx.SelectContext(ctx, s.r, &rows, s.rb(q), args...); err != nil {
+	if err := sqlx.SelectContext(ctx, s.rd(ctx), &rows, s.rb(q), args...); err != nil {
 		return Page[R]{}, fmt.Errorf("list %s: %w", t.kind, err)
 	}
 	var p Page[R]
@@ -189,7 +189,7 @@ func updateRow[R any, P interface {
 	metaRow
 }](ctx context.Context, s *Store, t table, idOrName string, ifMatch int64, apply func(P) error) (R, error) {
 	var zero R
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return zero, fmt.Errorf("update %s: %w", t.kind, err)
 	}
@@ -265,7 +265,7 @@ func deleteRow[R any, P interface {
 	*R
 	metaRow
 }](ctx context.Context, s *Store, t table, idOrName string, ifMatch int64) (R, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		var zero R
 		return zero, fmt.Errorf("delete %s: %w", t.kind, err)

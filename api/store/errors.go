@@ -40,6 +40,21 @@ func (e *InUseError) Error() string {
 	return fmt.Sprintf("%s %s is used by %d objects", e.Kind, e.ID, e.Count)
 }
 
+// Retryable reports whether err is a transient conflict between
+// transactions (a PostgreSQL serialization failure or deadlock, a busy
+// SQLite database) after which the whole transaction may simply run again.
+func Retryable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "40001" || pe.Code == "40P01"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code()&0xff == sqlite3.SQLITE_BUSY || se.Code()&0xff == sqlite3.SQLITE_LOCKED
+	}
+	return false
+}
+
 // classify turns driver errors into the store's sentinels.
 func classify(err error) error {
 	if err == nil {

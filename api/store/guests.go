@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/corral-cloud/corral/api/types"
-	"github.com/jmoiron/sqlx"
 )
 
 // hasGuest reports whether a host's agent may have made a guest for the
@@ -56,7 +55,7 @@ type guestRow struct {
 // confirms. A server without ports has no NICs; the caller decides.
 func (s *Store) HostGuests(ctx context.Context, hostID string) ([]types.GuestSpec, error) {
 	var rows []guestRow
-	err := s.r.SelectContext(ctx, &rows, s.rb(`SELECT s.id, s.name, s.project_id, s.desired_state, s.state, s.reboot_seq,
+	err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(`SELECT s.id, s.name, s.project_id, s.desired_state, s.state, s.reboot_seq,
 		f.vcpus, f.ram_mib, f.disk_gib, f.hugepages, f.net_in_kbps, f.net_out_kbps, f.disk_iops, f.disk_bytes_sec,
 		i.id AS image_id, i.sha256, i.size_bytes, i.disk_format
 		FROM servers s JOIN flavors f ON f.id = s.flavor_id JOIN images i ON i.id = s.image_id
@@ -95,7 +94,7 @@ func (s *Store) hostNICs(ctx context.Context, hostID string) (map[string][]types
 		CIDR     sql.NullString `db:"cidr"`
 		Gateway  sql.NullString `db:"gateway_ip"`
 	}
-	err := s.r.SelectContext(ctx, &rows, s.rb(`SELECT p.id, p.device_id, p.mac_address, a.ip_address, sn.cidr, sn.gateway_ip
+	err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(`SELECT p.id, p.device_id, p.mac_address, a.ip_address, sn.cidr, sn.gateway_ip
 		FROM ports p JOIN servers s ON s.id = p.device_id
 		LEFT JOIN ip_allocations a ON a.port_id = p.id LEFT JOIN subnets sn ON sn.id = a.subnet_id
 		WHERE s.host_id = ? ORDER BY p.created_at, p.id, sn.created_at, a.ip_address`), hostID)
@@ -140,7 +139,7 @@ type GuestReportResult struct {
 // returned in Unknown.
 func (s *Store) ReportGuests(ctx context.Context, hostID string, in []types.GuestStatus, now time.Time) (GuestReportResult, error) {
 	var res GuestReportResult
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return res, fmt.Errorf("report guests: %w", err)
 	}
@@ -201,7 +200,7 @@ func (s *Store) ReportGuests(ctx context.Context, hostID string, in []types.Gues
 
 // setObserved writes a server's state, fault and observation when any of
 // them changed.
-func (s *Store) setObserved(ctx context.Context, tx *sqlx.Tx, row *ServerRow, state, fault string, o types.GuestObserved, now time.Time) error {
+func (s *Store) setObserved(ctx context.Context, tx *Tx, row *ServerRow, state, fault string, o types.GuestObserved, now time.Time) error {
 	b, err := json.Marshal(o)
 	if err != nil {
 		return fmt.Errorf("encode observation of %s: %w", row.ID, err)
@@ -228,7 +227,7 @@ func (s *Store) setObserved(ctx context.Context, tx *sqlx.Tx, row *ServerRow, st
 // host is gone for good). An agent that comes back reaps the guest as an
 // orphan.
 func (s *Store) ForceDeleteServer(ctx context.Context, id string) (types.Server, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return types.Server{}, fmt.Errorf("delete server: %w", err)
 	}
@@ -261,7 +260,7 @@ func (s *Store) RebootServer(ctx context.Context, id string, ifMatch int64) (typ
 // unplugPorts unbinds the ports plugged into a server that is going away:
 // they keep their addresses and can be plugged into another server (a move
 // between a VM and a bare-metal node keeps its IP).
-func (s *Store) unplugPorts(ctx context.Context, tx *sqlx.Tx, serverID string) error {
+func (s *Store) unplugPorts(ctx context.Context, tx *Tx, serverID string) error {
 	res, err := tx.ExecContext(ctx, s.rb(`UPDATE ports SET device_id = '', host_id = '', revision = revision + 1,
 		updated_at = ? WHERE device_id = ?`), micros(time.Now()), serverID)
 	if err != nil {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -14,7 +15,7 @@ var hostTable = table{
 	name: "hosts", kind: "host", byName: true,
 	cols: []string{"id", "revision", "created_at", "updated_at", "name", "region_id", "zone_id", "state", "inventory",
 		"capabilities", "usage", "last_heartbeat", "agent_version", "generation", "used_vcpus", "used_ram_mib", "used_disk_gib",
-		"used_hugepages", "used_guests"},
+		"used_hugepages", "used_guests", "hb_free_ram_mib", "hb_used_ram_mib"},
 	filters: map[string]string{
 		"region":    "region_id = ?",
 		"zone":      "zone_id = ?",
@@ -39,6 +40,22 @@ type HostRow struct {
 	// Generation moves on with every claim and release.
 	Generation int64 `db:"generation"`
 	Allocation
+	// HbFreeRAMMiB is the memory the last heartbeat measured free, and
+	// HbUsedRAMMiB the host's RAM allocation when it was recorded: the
+	// failsafe's figures, kept here so that every replica and every
+	// snapshot rebuild sees the claims made since (used - hb_used).
+	HbFreeRAMMiB sql.NullInt64 `db:"hb_free_ram_mib"`
+	HbUsedRAMMiB int64         `db:"hb_used_ram_mib"`
+}
+
+// failsafeFree is the measured free memory less what was claimed since it
+// was measured; releases since then are not counted back (their memory
+// shows in the next heartbeat).
+func (r HostRow) failsafeFree() int64 {
+	if !r.HbFreeRAMMiB.Valid {
+		return 0
+	}
+	return r.HbFreeRAMMiB.Int64 - max(0, r.RAMMiB-r.HbUsedRAMMiB)
 }
 
 // Allocation is what placement has claimed on a host, overhead included.
@@ -63,7 +80,7 @@ func (r HostRow) API(aggregates []string) types.Host {
 		State: r.State, Inventory: fromJSON[types.Inventory](r.Inventory), Capabilities: caps,
 		Usage: fromJSON[types.Usage](r.Usage), LastHeartbeat: fromMicros(r.LastHeartbeat), AgentVersion: r.AgentVersion,
 		Generation: r.Generation, Allocated: types.Allocation{VCPUs: r.VCPUs, RAMMiB: r.RAMMiB, DiskGiB: r.DiskGiB,
-			Hugepages: r.Hugepages, Guests: r.Guests}}
+			Hugepages: r.Hugepages, Guests: r.Guests}, FailsafeFreeMiB: r.failsafeFree()}
 }
 
 // HostPlacement says where a registering host sits, as resolved IDs.
@@ -77,7 +94,7 @@ type HostPlacement struct {
 // (an agent restarting), and issues a new agent token for it, revoking the
 // host's earlier agent tokens. A host in maintenance stays in maintenance.
 func (s *Store) RegisterHost(ctx context.Context, reg types.HostRegister, where HostPlacement) (types.Host, string, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return types.Host{}, "", fmt.Errorf("register host: %w", err)
 	}
@@ -139,7 +156,7 @@ func (s *Store) RegisterHost(ctx context.Context, reg types.HostRegister, where 
 	return row.API(where.AggregateIDs), secret, nil
 }
 
-func (s *Store) setHostAggregates(ctx context.Context, tx *sqlx.Tx, hostID string, aggs []string) error {
+func (s *Store) setHostAggregates(ctx context.Context, tx *Tx, hostID string, aggs []string) error {
 	if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM host_aggregates WHERE host_id = ?"), hostID); err != nil {
 		return fmt.Errorf("set aggregates of %s: %w", hostID, err)
 	}
@@ -164,7 +181,7 @@ func (s *Store) hostAggregates(ctx context.Context, ids ...string) (map[string][
 		HostID      string `db:"host_id"`
 		AggregateID string `db:"aggregate_id"`
 	}
-	if err := s.r.SelectContext(ctx, &rows, s.r.Rebind(q), args...); err != nil {
+	if err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(q), args...); err != nil {
 		return nil, fmt.Errorf("load host aggregates: %w", err)
 	}
 	for _, r := range rows {
@@ -175,7 +192,7 @@ func (s *Store) hostAggregates(ctx context.Context, ids ...string) (map[string][
 
 // GetHost finds a host by ID or name.
 func (s *Store) GetHost(ctx context.Context, idOrName string) (types.Host, error) {
-	row, err := getRow[HostRow](ctx, s, s.r, hostTable, idOrName)
+	row, err := getRow[HostRow](ctx, s, s.rd(ctx), hostTable, idOrName)
 	if err != nil {
 		return types.Host{}, err
 	}
@@ -209,8 +226,9 @@ func (s *Store) ListHosts(ctx context.Context, opts ListOptions) (types.List[typ
 // liveness check comes back up; maintenance is kept. It does not change the
 // host's revision, which tracks operator edits.
 func (s *Store) Heartbeat(ctx context.Context, hostID string, u types.Usage, at time.Time) error {
-	res, err := s.w.ExecContext(ctx, s.rb(`UPDATE hosts SET usage = ?, last_heartbeat = ?,
-		state = CASE WHEN state = 'down' THEN 'up' ELSE state END WHERE id = ?`), toJSON(u), micros(at), hostID)
+	res, err := s.wr(ctx).ExecContext(ctx, s.rb(`UPDATE hosts SET usage = ?, last_heartbeat = ?,
+		hb_free_ram_mib = ?, hb_used_ram_mib = used_ram_mib,
+		state = CASE WHEN state = 'down' THEN 'up' ELSE state END WHERE id = ?`), toJSON(u), micros(at), u.MemFreeMiB, hostID)
 	if err != nil {
 		return fmt.Errorf("heartbeat of %s: %w", hostID, err)
 	}
@@ -223,7 +241,7 @@ func (s *Store) Heartbeat(ctx context.Context, hostID string, u types.Usage, at 
 // MarkStaleHostsDown sets hosts that are up but have not sent a heartbeat
 // since before to down, and returns how many it changed.
 func (s *Store) MarkStaleHostsDown(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.w.ExecContext(ctx, s.rb("UPDATE hosts SET state = 'down' WHERE state = 'up' AND last_heartbeat < ?"), micros(before))
+	res, err := s.wr(ctx).ExecContext(ctx, s.rb("UPDATE hosts SET state = 'down' WHERE state = 'up' AND last_heartbeat < ?"), micros(before))
 	if err != nil {
 		return 0, fmt.Errorf("mark stale hosts down: %w", err)
 	}
@@ -240,7 +258,7 @@ func (s *Store) UpdateHost(ctx context.Context, idOrName string, ifMatch int64, 
 		return types.Host{}, err
 	}
 	if aggregates != nil {
-		tx, err := s.w.BeginTxx(ctx, nil)
+		tx, err := s.begin(ctx)
 		if err != nil {
 			return types.Host{}, err
 		}
@@ -261,6 +279,6 @@ func (s *Store) DeleteHost(ctx context.Context, idOrName string, ifMatch int64) 
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, s.rb("DELETE FROM tokens WHERE host_id = ?"), row.ID)
+	_, err = s.wr(ctx).ExecContext(ctx, s.rb("DELETE FROM tokens WHERE host_id = ?"), row.ID)
 	return err
 }

@@ -97,7 +97,7 @@ var (
 )
 
 // bumpGeneration records that networking state changed.
-func (s *Store) bumpGeneration(ctx context.Context, tx *sqlx.Tx) error {
+func (s *Store) bumpGeneration(ctx context.Context, tx *Tx) error {
 	if _, err := tx.ExecContext(ctx, "UPDATE network_generation SET generation = generation + 1 WHERE id = 1"); err != nil {
 		return fmt.Errorf("bump network generation: %w", err)
 	}
@@ -108,13 +108,13 @@ func (s *Store) bumpGeneration(ctx context.Context, tx *sqlx.Tx) error {
 // state changes, on any corrald sharing the database.
 func (s *Store) NetworkGeneration(ctx context.Context) (int64, error) {
 	var g int64
-	err := s.r.GetContext(ctx, &g, "SELECT generation FROM network_generation WHERE id = 1")
+	err := s.rd(ctx).GetContext(ctx, &g, "SELECT generation FROM network_generation WHERE id = 1")
 	return g, err
 }
 
 // inTx runs fn in a write transaction and commits it.
-func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sqlx.Tx) error) error {
-	tx, err := s.w.BeginTxx(ctx, nil)
+func (s *Store) inTx(ctx context.Context, what string, fn func(tx *Tx) error) error {
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -149,7 +149,7 @@ func (r NetworkRow) API() types.Network {
 func (s *Store) CreateNetwork(ctx context.Context, in types.Network) (types.Network, error) {
 	row := NetworkRow{rowMeta: newMeta(prefixNetwork), Name: in.Name, ProjectID: in.ProjectID, SegmentType: in.SegmentType,
 		SegmentID: in.SegmentID, Description: in.Description}
-	err := s.inTx(ctx, "create network", func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, "create network", func(tx *Tx) error {
 		var other string
 		err := tx.GetContext(ctx, &other, s.rb("SELECT id FROM networks WHERE segment_type = ? AND segment_id = ?"),
 			in.SegmentType, in.SegmentID)
@@ -172,7 +172,7 @@ func (s *Store) CreateNetwork(ctx context.Context, in types.Network) (types.Netw
 
 // GetNetwork finds a network by ID or name.
 func (s *Store) GetNetwork(ctx context.Context, idOrName string) (types.Network, error) {
-	row, err := getRow[NetworkRow](ctx, s, s.r, networkTable, idOrName)
+	row, err := getRow[NetworkRow](ctx, s, s.rd(ctx), networkTable, idOrName)
 	return row.API(), err
 }
 
@@ -235,7 +235,7 @@ func (s *Store) CreateSubnet(ctx context.Context, in types.Subnet) (types.Subnet
 	if in.DNSServers == nil {
 		row.DNSServers = "[]"
 	}
-	err := s.inTx(ctx, "create subnet", func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, "create subnet", func(tx *Tx) error {
 		if _, err := lockRow[NetworkRow](ctx, s, tx, networkTable, in.NetworkID); err != nil {
 			return err
 		}
@@ -262,7 +262,7 @@ func (s *Store) CreateSubnet(ctx context.Context, in types.Subnet) (types.Subnet
 
 // GetSubnet finds a subnet by ID or name.
 func (s *Store) GetSubnet(ctx context.Context, idOrName string) (types.Subnet, error) {
-	row, err := getRow[SubnetRow](ctx, s, s.r, subnetTable, idOrName)
+	row, err := getRow[SubnetRow](ctx, s, s.rd(ctx), subnetTable, idOrName)
 	return row.API(), err
 }
 
@@ -355,7 +355,7 @@ func (s *Store) createPort(ctx context.Context, in PortSpec) (types.Port, error)
 		row.MACAddress = RandomMAC()
 	}
 	var ips []types.FixedIP
-	err := s.inTx(ctx, "create port", func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, "create port", func(tx *Tx) error {
 		if _, err := lockRow[NetworkRow](ctx, s, tx, networkTable, row.NetworkID); err != nil {
 			return err
 		}
@@ -379,7 +379,7 @@ func (s *Store) createPort(ctx context.Context, in PortSpec) (types.Port, error)
 
 // allocate gives port its addresses. Subnets are locked in ID order, so
 // two transactions never wait for each other in a cycle.
-func (s *Store) allocate(ctx context.Context, tx *sqlx.Tx, portID, networkID string, want []types.FixedIP) ([]types.FixedIP, error) {
+func (s *Store) allocate(ctx context.Context, tx *Tx, portID, networkID string, want []types.FixedIP) ([]types.FixedIP, error) {
 	lock := ""
 	if s.dialect == Postgres {
 		lock = " FOR UPDATE"
@@ -477,7 +477,7 @@ func sortedCopy(v []string) []string {
 }
 
 // setPortGroups replaces the security groups of a port.
-func (s *Store) setPortGroups(ctx context.Context, tx *sqlx.Tx, portID string, groups []string, replace bool) error {
+func (s *Store) setPortGroups(ctx context.Context, tx *Tx, portID string, groups []string, replace bool) error {
 	if replace {
 		if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM port_security_groups WHERE port_id = ?"), portID); err != nil {
 			return fmt.Errorf("set security groups of port %s: %w", portID, err)
@@ -532,11 +532,11 @@ func (s *Store) portDetails(ctx context.Context, q sqlx.QueryerContext, ids []st
 
 // GetPort finds a port by ID.
 func (s *Store) GetPort(ctx context.Context, id string) (types.Port, error) {
-	row, err := getRow[PortRow](ctx, s, s.r, portTable, id)
+	row, err := getRow[PortRow](ctx, s, s.rd(ctx), portTable, id)
 	if err != nil {
 		return types.Port{}, err
 	}
-	ips, groups, err := s.portDetails(ctx, s.r, []string{row.ID})
+	ips, groups, err := s.portDetails(ctx, s.rd(ctx), []string{row.ID})
 	return row.api(ips[row.ID], groups[row.ID]), err
 }
 
@@ -551,7 +551,7 @@ func (s *Store) ListPorts(ctx context.Context, opts ListOptions) (types.List[typ
 	for i, r := range p.Items {
 		ids[i] = r.ID
 	}
-	ips, groups, err := s.portDetails(ctx, s.r, ids)
+	ips, groups, err := s.portDetails(ctx, s.rd(ctx), ids)
 	if err != nil {
 		return types.List[types.Port]{}, err
 	}
@@ -572,7 +572,7 @@ type PortChange struct {
 // security groups. Its MAC and addresses never change.
 func (s *Store) UpdatePort(ctx context.Context, id string, ifMatch int64, in PortChange) (types.Port, error) {
 	var row PortRow
-	err := s.inTx(ctx, "update port", func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, "update port", func(tx *Tx) error {
 		var err error
 		row, err = lockRow[PortRow](ctx, s, tx, portTable, id)
 		if err != nil {
@@ -611,7 +611,7 @@ func (s *Store) UpdatePort(ctx context.Context, id string, ifMatch int64, in Por
 // deleted port.
 func (s *Store) DeletePort(ctx context.Context, id string, ifMatch int64) (types.Port, error) {
 	var out types.Port
-	err := s.inTx(ctx, "delete port", func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, "delete port", func(tx *Tx) error {
 		row, err := lockRow[PortRow](ctx, s, tx, portTable, id)
 		if err != nil {
 			return err
@@ -641,7 +641,7 @@ func (s *Store) DeletePort(ctx context.Context, id string, ifMatch int64) (types
 // as strings (tests and the API's subnet usage).
 func (s *Store) AllocatedAddresses(ctx context.Context, subnetID string) ([]string, error) {
 	var out []string
-	err := s.r.SelectContext(ctx, &out, s.rb("SELECT ip_address FROM ip_allocations WHERE subnet_id = ? ORDER BY ip_address"), subnetID)
+	err := s.rd(ctx).SelectContext(ctx, &out, s.rb("SELECT ip_address FROM ip_allocations WHERE subnet_id = ? ORDER BY ip_address"), subnetID)
 	return out, err
 }
 
@@ -703,7 +703,7 @@ func (r SecurityGroupRow) api(rules []types.SecurityGroupRule) types.SecurityGro
 func (s *Store) CreateSecurityGroup(ctx context.Context, in types.SecurityGroup) (types.SecurityGroup, error) {
 	row := SecurityGroupRow{rowMeta: newMeta(prefixSG), Name: in.Name, ProjectID: in.ProjectID, Description: in.Description}
 	var rules []types.SecurityGroupRule
-	err := s.inTx(ctx, "create security group", func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, "create security group", func(tx *Tx) error {
 		if err := insertRow(ctx, s, tx, sgTable, &row); err != nil {
 			return err
 		}
@@ -722,7 +722,7 @@ func (s *Store) CreateSecurityGroup(ctx context.Context, in types.SecurityGroup)
 	return row.api(rules), err
 }
 
-func (s *Store) insertRule(ctx context.Context, tx *sqlx.Tx, groupID string, r types.SecurityGroupRule) (types.SecurityGroupRule, error) {
+func (s *Store) insertRule(ctx context.Context, tx *Tx, groupID string, r types.SecurityGroupRule) (types.SecurityGroupRule, error) {
 	row := RuleRow{ID: NewID(prefixSGRule), GroupID: groupID, CreatedAt: micros(time.Now()), Direction: r.Direction,
 		Protocol: r.Protocol, PortRangeMin: r.PortRangeMin, PortRangeMax: r.PortRangeMax, RemoteCIDR: r.RemoteCIDR,
 		RemoteGroupID: r.RemoteGroupID}
@@ -768,24 +768,24 @@ func (s *Store) EnsureDefaultSecurityGroup(ctx context.Context, projectID string
 
 func (s *Store) projectGroup(ctx context.Context, projectID, name string) (types.SecurityGroup, error) {
 	var row SecurityGroupRow
-	err := s.w.GetContext(ctx, &row, s.rb("SELECT * FROM security_groups WHERE project_id = ? AND name = ?"), projectID, name)
+	err := s.wr(ctx).GetContext(ctx, &row, s.rb("SELECT * FROM security_groups WHERE project_id = ? AND name = ?"), projectID, name)
 	if errors.Is(err, sql.ErrNoRows) {
 		return types.SecurityGroup{}, fmt.Errorf("security group %q of project %s: %w", name, projectID, ErrNotFound)
 	}
 	if err != nil {
 		return types.SecurityGroup{}, err
 	}
-	rules, err := s.groupRules(ctx, s.w, []string{row.ID})
+	rules, err := s.groupRules(ctx, s.wr(ctx), []string{row.ID})
 	return row.api(rules[row.ID]), err
 }
 
 // GetSecurityGroup finds a group by ID or name.
 func (s *Store) GetSecurityGroup(ctx context.Context, idOrName string) (types.SecurityGroup, error) {
-	row, err := getRow[SecurityGroupRow](ctx, s, s.r, sgTable, idOrName)
+	row, err := getRow[SecurityGroupRow](ctx, s, s.rd(ctx), sgTable, idOrName)
 	if err != nil {
 		return types.SecurityGroup{}, err
 	}
-	rules, err := s.groupRules(ctx, s.r, []string{row.ID})
+	rules, err := s.groupRules(ctx, s.rd(ctx), []string{row.ID})
 	return row.api(rules[row.ID]), err
 }
 
@@ -804,14 +804,14 @@ func (s *Store) GetSecurityGroupIn(ctx context.Context, projectID, idOrName stri
 
 func (s *Store) projectGroupRead(ctx context.Context, projectID, name string) (types.SecurityGroup, error) {
 	var row SecurityGroupRow
-	err := s.r.GetContext(ctx, &row, s.rb("SELECT * FROM security_groups WHERE project_id = ? AND name = ?"), projectID, name)
+	err := s.rd(ctx).GetContext(ctx, &row, s.rb("SELECT * FROM security_groups WHERE project_id = ? AND name = ?"), projectID, name)
 	if errors.Is(err, sql.ErrNoRows) {
 		return types.SecurityGroup{}, fmt.Errorf("security group %q in project %s: %w", name, projectID, ErrNotFound)
 	}
 	if err != nil {
 		return types.SecurityGroup{}, err
 	}
-	rules, err := s.groupRules(ctx, s.r, []string{row.ID})
+	rules, err := s.groupRules(ctx, s.rd(ctx), []string{row.ID})
 	return row.api(rules[row.ID]), err
 }
 
@@ -826,7 +826,7 @@ func (s *Store) ListSecurityGroups(ctx context.Context, opts ListOptions) (types
 	for i, r := range p.Items {
 		ids[i] = r.ID
 	}
-	rules, err := s.groupRules(ctx, s.r, ids)
+	rules, err := s.groupRules(ctx, s.rd(ctx), ids)
 	if err != nil {
 		return types.List[types.SecurityGroup]{}, err
 	}
@@ -860,7 +860,7 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, idOrName string, ifMatc
 // group's revision.
 func (s *Store) AddSecurityGroupRule(ctx context.Context, groupID string, r types.SecurityGroupRule) (types.SecurityGroupRule, error) {
 	var out types.SecurityGroupRule
-	err := s.inTx(ctx, "add security group rule", func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, "add security group rule", func(tx *Tx) error {
 		if err := s.touchGroup(ctx, tx, groupID); err != nil {
 			return err
 		}
@@ -876,7 +876,7 @@ func (s *Store) AddSecurityGroupRule(ctx context.Context, groupID string, r type
 
 // DeleteSecurityGroupRule removes a rule of a group.
 func (s *Store) DeleteSecurityGroupRule(ctx context.Context, groupID, ruleID string) error {
-	return s.inTx(ctx, "delete security group rule", func(tx *sqlx.Tx) error {
+	return s.inTx(ctx, "delete security group rule", func(tx *Tx) error {
 		if err := s.touchGroup(ctx, tx, groupID); err != nil {
 			return err
 		}
@@ -891,7 +891,7 @@ func (s *Store) DeleteSecurityGroupRule(ctx context.Context, groupID, ruleID str
 	})
 }
 
-func (s *Store) touchGroup(ctx context.Context, tx *sqlx.Tx, groupID string) error {
+func (s *Store) touchGroup(ctx context.Context, tx *Tx, groupID string) error {
 	res, err := tx.ExecContext(ctx, s.rb("UPDATE security_groups SET revision = revision + 1, updated_at = ? WHERE id = ?"),
 		micros(time.Now()), groupID)
 	if err != nil {
@@ -908,7 +908,7 @@ func deleteNet[R any, P interface {
 	*R
 	metaRow
 }](ctx context.Context, s *Store, t table, idOrName string, ifMatch int64) error {
-	return s.inTx(ctx, "delete "+t.kind, func(tx *sqlx.Tx) error {
+	return s.inTx(ctx, "delete "+t.kind, func(tx *Tx) error {
 		row, err := lockRow[R](ctx, s, tx, t, idOrName)
 		if err != nil {
 			return err
@@ -929,7 +929,7 @@ func deleteNet[R any, P interface {
 
 // SetTunnelEndpoint records the address a host's VXLAN tunnels use.
 func (s *Store) SetTunnelEndpoint(ctx context.Context, hostID, ip string) error {
-	return s.inTx(ctx, "set tunnel endpoint", func(tx *sqlx.Tx) error {
+	return s.inTx(ctx, "set tunnel endpoint", func(tx *Tx) error {
 		var old string
 		err := tx.GetContext(ctx, &old, s.rb("SELECT ip FROM host_tunnel_endpoints WHERE host_id = ?"), hostID)
 		switch {
@@ -961,7 +961,7 @@ func (s *Store) HostNetwork(ctx context.Context, hostID string) (types.HostNetwo
 		SegmentType string `db:"segment_type"`
 		SegmentID   int64  `db:"segment_id"`
 	}
-	if err := sqlx.SelectContext(ctx, s.r, &ports, s.rb(`SELECT p.*, n.segment_type, n.segment_id FROM ports p
+	if err := sqlx.SelectContext(ctx, s.rd(ctx), &ports, s.rb(`SELECT p.*, n.segment_type, n.segment_id FROM ports p
 		JOIN networks n ON n.id = p.network_id WHERE p.host_id = ? ORDER BY p.id`), hostID); err != nil {
 		return out, fmt.Errorf("read ports of host %s: %w", hostID, err)
 	}
@@ -972,7 +972,7 @@ func (s *Store) HostNetwork(ctx context.Context, hostID string) (types.HostNetwo
 	for i, p := range ports {
 		ids[i] = p.ID
 	}
-	ips, groups, err := s.portDetails(ctx, s.r, ids)
+	ips, groups, err := s.portDetails(ctx, s.rd(ctx), ids)
 	if err != nil {
 		return out, err
 	}
@@ -993,14 +993,14 @@ func (s *Store) HostNetwork(ctx context.Context, hostID string) (types.HostNetwo
 			return out, err
 		}
 		var rows []SubnetRow
-		if err := sqlx.SelectContext(ctx, s.r, &rows, s.rb(q), args...); err != nil {
+		if err := sqlx.SelectContext(ctx, s.rd(ctx), &rows, s.rb(q), args...); err != nil {
 			return out, fmt.Errorf("read subnets: %w", err)
 		}
 		for _, r := range rows {
 			subnets[r.ID] = r
 		}
 	}
-	rules, err := s.groupRules(ctx, s.r, sortedCopy(groupIDs))
+	rules, err := s.groupRules(ctx, s.rd(ctx), sortedCopy(groupIDs))
 	if err != nil {
 		return out, err
 	}
@@ -1061,7 +1061,7 @@ func (s *Store) groupMemberIPs(ctx context.Context, rules map[string][]types.Sec
 		GroupID string `db:"group_id"`
 		IP      string `db:"ip_address"`
 	}
-	if err := sqlx.SelectContext(ctx, s.r, &rows, s.rb(q), args...); err != nil {
+	if err := sqlx.SelectContext(ctx, s.rd(ctx), &rows, s.rb(q), args...); err != nil {
 		return nil, fmt.Errorf("read remote group members: %w", err)
 	}
 	for _, r := range rows {
@@ -1135,7 +1135,7 @@ func (s *Store) tunnels(ctx context.Context, hostID string, nets map[string]int6
 		VNI    int64  `db:"segment_id"`
 		IP     string `db:"ip"`
 	}
-	if err := sqlx.SelectContext(ctx, s.r, &rows, s.rb(q), args...); err != nil {
+	if err := sqlx.SelectContext(ctx, s.rd(ctx), &rows, s.rb(q), args...); err != nil {
 		return nil, fmt.Errorf("read tunnel endpoints: %w", err)
 	}
 	out := []types.Tunnel{}

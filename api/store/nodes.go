@@ -165,7 +165,7 @@ func (s *Store) CreateNode(ctx context.Context, in NodeEnrolment) (types.Node, e
 		AggregateID: in.AggregateID, BMCAddress: in.BMCAddress, BMCPort: in.BMCPort, BMCUsername: in.BMCUsername,
 		BMCPassword: in.BMCPassword, MACs: toJSON(in.MACs), ProvisionIP: in.ProvisionIP, Hardware: toJSON(in.Hardware),
 		State: types.NodeEnroll, Target: in.Target, PowerState: types.PowerUnknown, StateChangedAt: now}
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return types.Node{}, fmt.Errorf("create node: %w", err)
 	}
@@ -185,7 +185,7 @@ func (s *Store) CreateNode(ctx context.Context, in NodeEnrolment) (types.Node, e
 	return row.API(), nil
 }
 
-func (s *Store) setNodeMACs(ctx context.Context, tx *sqlx.Tx, nodeID string, macs []string) error {
+func (s *Store) setNodeMACs(ctx context.Context, tx *Tx, nodeID string, macs []string) error {
 	if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM node_macs WHERE node_id = ?"), nodeID); err != nil {
 		return fmt.Errorf("set MACs of %s: %w", nodeID, err)
 	}
@@ -214,13 +214,13 @@ func (s *Store) GetNode(ctx context.Context, idOrName string) (types.Node, error
 
 // GetNodeRow finds a node by ID or name, secrets included.
 func (s *Store) GetNodeRow(ctx context.Context, idOrName string) (NodeRow, error) {
-	return getRow[NodeRow](ctx, s, s.r, nodeTable, idOrName)
+	return getRow[NodeRow](ctx, s, s.rd(ctx), nodeTable, idOrName)
 }
 
 // NodeByMAC finds the node that has a NIC with mac (lower case).
 func (s *Store) NodeByMAC(ctx context.Context, mac string) (NodeRow, error) {
 	var row NodeRow
-	err := s.r.GetContext(ctx, &row, s.rb("SELECT nodes.* FROM nodes JOIN node_macs ON node_macs.node_id = nodes.id WHERE node_macs.mac = ?"), mac)
+	err := s.rd(ctx).GetContext(ctx, &row, s.rb("SELECT nodes.* FROM nodes JOIN node_macs ON node_macs.node_id = nodes.id WHERE node_macs.mac = ?"), mac)
 	if errors.Is(err, sql.ErrNoRows) {
 		return row, fmt.Errorf("node with MAC %s: %w", mac, ErrNotFound)
 	}
@@ -248,7 +248,7 @@ func (s *Store) ListNodeRows(ctx context.Context, states ...string) ([]NodeRow, 
 		}
 	}
 	var rows []NodeRow
-	if err := s.r.SelectContext(ctx, &rows, s.r.Rebind(q), args...); err != nil {
+	if err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(q), args...); err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	return rows, nil
@@ -269,7 +269,7 @@ func (s *Store) ListNodeEvents(ctx context.Context, nodeID string, opts ListOpti
 		Reason string `db:"reason"`
 		Actor  string `db:"actor"`
 	}
-	if err := s.r.SelectContext(ctx, &rows, s.rb(fmt.Sprintf(
+	if err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(fmt.Sprintf(
 		"SELECT * FROM node_events WHERE node_id = ? AND id > ? ORDER BY id LIMIT %d", limit+1)), nodeID, opts.After); err != nil {
 		return types.List[types.NodeEvent]{}, fmt.Errorf("list events of node %s: %w", nodeID, err)
 	}
@@ -288,14 +288,14 @@ func (s *Store) ListNodeEvents(ctx context.Context, nodeID string, opts ListOpti
 // NodeChange is applied to a node inside the transaction that holds its
 // row. It returns the reason recorded with the event when the state
 // changes (the row's State before and after are compared).
-type NodeChange func(tx *sqlx.Tx, r *NodeRow) (reason string, err error)
+type NodeChange func(tx *Tx, r *NodeRow) (reason string, err error)
 
 // ChangeNode reads a node in a write transaction, lets change modify it,
 // and writes it back with a new revision; a state change is recorded as an
 // event by actor in the same transaction. With ifMatch > 0 the node must
 // be at that revision (ErrStale).
 func (s *Store) ChangeNode(ctx context.Context, idOrName string, ifMatch int64, actor string, change NodeChange) (NodeRow, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return NodeRow{}, fmt.Errorf("change node: %w", err)
 	}
@@ -310,7 +310,7 @@ func (s *Store) ChangeNode(ctx context.Context, idOrName string, ifMatch int64, 
 	return row, nil
 }
 
-func (s *Store) changeNodeTx(ctx context.Context, tx *sqlx.Tx, idOrName string, ifMatch int64, actor string, change NodeChange) (NodeRow, error) {
+func (s *Store) changeNodeTx(ctx context.Context, tx *Tx, idOrName string, ifMatch int64, actor string, change NodeChange) (NodeRow, error) {
 	row, err := lockRow[NodeRow](ctx, s, tx, nodeTable, idOrName)
 	if err != nil {
 		return row, err
@@ -358,7 +358,7 @@ func RequireState(r *NodeRow, states ...string) error {
 
 // SetNodeMACs replaces a node's MACs (unique across nodes: ErrExists).
 func (s *Store) SetNodeMACs(ctx context.Context, id string, macs []string, actor string) (NodeRow, error) {
-	return s.ChangeNode(ctx, id, 0, actor, func(tx *sqlx.Tx, r *NodeRow) (string, error) {
+	return s.ChangeNode(ctx, id, 0, actor, func(tx *Tx, r *NodeRow) (string, error) {
 		r.MACs = toJSON(macs)
 		return "", s.setNodeMACs(ctx, tx, r.ID, macs)
 	})
@@ -367,7 +367,7 @@ func (s *Store) SetNodeMACs(ctx context.Context, id string, macs []string, actor
 // NodeEvent records an event that is not a state change (a power change
 // noticed by the sync, a BMC fault) in a node's history.
 func (s *Store) NodeEvent(ctx context.Context, nodeID, from, to, reason, actor string) error {
-	return s.nodeEvent(ctx, s.w, nodeID, from, to, reason, actor)
+	return s.nodeEvent(ctx, s.wr(ctx), nodeID, from, to, reason, actor)
 }
 
 // busyStates are those in which a conductor is working on the node.
@@ -386,7 +386,7 @@ func IsBusy(state string) bool {
 // DeleteNode deletes a node that has no server and that no conductor is
 // working on, with its MACs and history.
 func (s *Store) DeleteNode(ctx context.Context, idOrName string, ifMatch int64) (types.Node, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return types.Node{}, fmt.Errorf("delete node: %w", err)
 	}
@@ -423,26 +423,26 @@ func (s *Store) DeleteNode(ctx context.Context, idOrName string, ifMatch int64) 
 // persisted state and step.
 func (s *Store) AcquireNodeLease(ctx context.Context, id, owner string, ttl time.Duration) (NodeRow, error) {
 	now := time.Now()
-	res, err := s.w.ExecContext(ctx, s.rb(`UPDATE nodes SET lease_owner = ?, lease_expires = ?
+	res, err := s.wr(ctx).ExecContext(ctx, s.rb(`UPDATE nodes SET lease_owner = ?, lease_expires = ?
 		WHERE id = ? AND (lease_owner = '' OR lease_owner = ? OR lease_expires < ?)`),
 		owner, micros(now.Add(ttl)), id, owner, micros(now))
 	if err != nil {
 		return NodeRow{}, fmt.Errorf("lease node %s: %w", id, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		row, err := getRow[NodeRow](ctx, s, s.w, nodeTable, id)
+		row, err := getRow[NodeRow](ctx, s, s.wr(ctx), nodeTable, id)
 		if err != nil {
 			return row, err
 		}
 		return row, fmt.Errorf("node %s: lease held by %s: %w", id, row.LeaseOwner, ErrLeased)
 	}
-	return getRow[NodeRow](ctx, s, s.w, nodeTable, id)
+	return getRow[NodeRow](ctx, s, s.wr(ctx), nodeTable, id)
 }
 
 // ReleaseNodeLease gives up owner's lease on a node; a lease owner does
 // not hold is left alone.
 func (s *Store) ReleaseNodeLease(ctx context.Context, id, owner string) error {
-	_, err := s.w.ExecContext(ctx, s.rb("UPDATE nodes SET lease_owner = '', lease_expires = 0 WHERE id = ? AND lease_owner = ?"), id, owner)
+	_, err := s.wr(ctx).ExecContext(ctx, s.rb("UPDATE nodes SET lease_owner = '', lease_expires = 0 WHERE id = ? AND lease_owner = ?"), id, owner)
 	if err != nil {
 		return fmt.Errorf("release lease of node %s: %w", id, err)
 	}
@@ -454,7 +454,7 @@ func (s *Store) ReleaseNodeLease(ctx context.Context, id, owner string) error {
 // of either is recorded as an event by actor with reason. It does not
 // move the node's revision: only operators' edits and transitions do.
 func (s *Store) RecordNodePower(ctx context.Context, id, power, fault, reason, actor string) (NodeRow, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return NodeRow{}, fmt.Errorf("record power of node %s: %w", id, err)
 	}
@@ -492,7 +492,7 @@ func (s *Store) RecordNodePower(ctx context.Context, id, power, fault, reason, a
 // SetNodeProvisionIP records the provisioning address assigned to a node
 // that had none.
 func (s *Store) SetNodeProvisionIP(ctx context.Context, id, ip string) error {
-	_, err := s.w.ExecContext(ctx, s.rb("UPDATE nodes SET provision_ip = ? WHERE id = ? AND provision_ip = ''"), ip, id)
+	_, err := s.wr(ctx).ExecContext(ctx, s.rb("UPDATE nodes SET provision_ip = ? WHERE id = ? AND provision_ip = ''"), ip, id)
 	if err != nil {
 		return fmt.Errorf("set provisioning address of node %s: %w", id, err)
 	}
@@ -505,7 +505,7 @@ func (s *Store) SetNodeProvisionIP(ctx context.Context, id, ip string) error {
 // ErrNodeState and nothing is written), and the server is inserted in
 // state building with its node. Two creates never get the same node.
 func (s *Store) ClaimNodeAndCreateServer(ctx context.Context, nodeID string, in types.Server, actor string) (types.Server, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return types.Server{}, fmt.Errorf("claim node: %w", err)
 	}
@@ -513,7 +513,7 @@ func (s *Store) ClaimNodeAndCreateServer(ctx context.Context, nodeID string, in 
 	srv := ServerRow{rowMeta: newMeta(prefixServer), Name: in.Name, Kind: in.Kind, ProjectID: in.ProjectID,
 		FlavorID: in.FlavorID, ImageID: in.ImageID, RegionID: in.RegionID, ZoneID: in.ZoneID, AggregateID: in.AggregateID,
 		DesiredState: in.DesiredState, State: types.ServerBuilding, NodeID: nodeID, Addresses: "[]", Claim: "{}"}
-	_, err = s.changeNodeTx(ctx, tx, nodeID, 0, actor, func(_ *sqlx.Tx, r *NodeRow) (string, error) {
+	_, err = s.changeNodeTx(ctx, tx, nodeID, 0, actor, func(_ *Tx, r *NodeRow) (string, error) {
 		if err := RequireState(r, types.NodeAvailable); err != nil {
 			return "", err
 		}
@@ -539,13 +539,13 @@ func (s *Store) ClaimNodeAndCreateServer(ctx context.Context, nodeID string, in 
 // UpdateNodeServer changes a node and the server on it in one
 // transaction: setServer, when not nil, edits the server's row.
 func (s *Store) UpdateNodeServer(ctx context.Context, nodeID, actor string, change NodeChange, setServer func(*ServerRow)) (NodeRow, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return NodeRow{}, fmt.Errorf("change node: %w", err)
 	}
 	defer tx.Rollback()
 	var serverID string
-	row, err := s.changeNodeTx(ctx, tx, nodeID, 0, actor, func(tx *sqlx.Tx, r *NodeRow) (string, error) {
+	row, err := s.changeNodeTx(ctx, tx, nodeID, 0, actor, func(tx *Tx, r *NodeRow) (string, error) {
 		serverID = r.ServerID
 		return change(tx, r)
 	})
@@ -595,7 +595,7 @@ func MarkServerError(fault string) func(*ServerRow) {
 // error), in one transaction. The conductor then powers the node off,
 // removes the server and cleans the node.
 func (s *Store) BeginBaremetalDelete(ctx context.Context, serverID string, ifMatch int64, actor string) (types.Server, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return types.Server{}, fmt.Errorf("delete server: %w", err)
 	}
@@ -611,7 +611,7 @@ func (s *Store) BeginBaremetalDelete(ctx context.Context, serverID string, ifMat
 		return srv.API(), tx.Commit()
 	}
 	if srv.NodeID != "" {
-		_, err := s.changeNodeTx(ctx, tx, srv.NodeID, 0, actor, func(_ *sqlx.Tx, r *NodeRow) (string, error) {
+		_, err := s.changeNodeTx(ctx, tx, srv.NodeID, 0, actor, func(_ *Tx, r *NodeRow) (string, error) {
 			if r.ServerID != srv.ID {
 				return "", nil // the node moved on already
 			}
@@ -651,12 +651,12 @@ func (s *Store) BeginBaremetalDelete(ctx context.Context, serverID string, ifMat
 // DetachNodeServer removes the server of a node in deleting and moves the
 // node to cleaning, in one transaction.
 func (s *Store) DetachNodeServer(ctx context.Context, nodeID, actor string) (NodeRow, error) {
-	tx, err := s.w.BeginTxx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return NodeRow{}, fmt.Errorf("detach server: %w", err)
 	}
 	defer tx.Rollback()
-	row, err := s.changeNodeTx(ctx, tx, nodeID, 0, actor, func(tx *sqlx.Tx, r *NodeRow) (string, error) {
+	row, err := s.changeNodeTx(ctx, tx, nodeID, 0, actor, func(tx *Tx, r *NodeRow) (string, error) {
 		if err := RequireState(r, types.NodeDeleting); err != nil {
 			return "", err
 		}

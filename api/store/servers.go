@@ -79,12 +79,12 @@ func (s *Store) CreateServer(ctx context.Context, in types.Server) (types.Server
 	row := ServerRow{rowMeta: newMeta(prefixServer), Name: in.Name, Kind: in.Kind, ProjectID: in.ProjectID,
 		FlavorID: in.FlavorID, ImageID: in.ImageID, RegionID: in.RegionID, ZoneID: in.ZoneID, AggregateID: in.AggregateID,
 		DesiredState: in.DesiredState, State: types.ServerPending, Addresses: "[]", Claim: "{}"}
-	return row.API(), insertRow(ctx, s, s.w, serverTable, &row)
+	return row.API(), insertRow(ctx, s, s.wr(ctx), serverTable, &row)
 }
 
 // GetServer finds a server by ID.
 func (s *Store) GetServer(ctx context.Context, id string) (types.Server, error) {
-	row, err := getRow[ServerRow](ctx, s, s.r, serverTable, id)
+	row, err := getRow[ServerRow](ctx, s, s.rd(ctx), serverTable, id)
 	return row.API(), err
 }
 

@@ -40,4 +40,8 @@ type AuditEntry struct {
 	Status     int       `json:"status"`
 	ResourceID string    `json:"resource_id,omitempty"`
 	RequestID  string    `json:"request_id,omitempty"`
+	// Count is how many calls the entry stands for: 1, or more for refused
+	// calls that were aggregated (the same caller, route and status within
+	// a short window) so that a flood of refusals cannot flood the log.
+	Count int `json:"count"`
 }

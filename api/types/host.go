@@ -50,6 +50,10 @@ type Host struct {
 	// overhead included; Generation moves on with every claim.
 	Allocated  Allocation `json:"allocated"`
 	Generation int64      `json:"generation"`
+	// FailsafeFreeMiB is the memory the last heartbeat measured free less
+	// what placement claimed on the host since that measurement: what the
+	// memory failsafe compares with its margin.
+	FailsafeFreeMiB int64 `json:"failsafe_free_mib"`
 }
 
 // Allocation is an amount of host resources claimed by servers.

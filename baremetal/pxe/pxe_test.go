@@ -17,7 +17,6 @@ import (
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/corral-cloud/corral/baremetal"
-	"github.com/jmoiron/sqlx"
 )
 
 var ctx = context.Background()
@@ -88,7 +87,7 @@ func TestProvisioningHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	sealed, _ := keys.Seal("tok")
-	st.ChangeNode(ctx, n.ID, 0, "t", func(_ *sqlx.Tx, r *store.NodeRow) (string, error) {
+	st.ChangeNode(ctx, n.ID, 0, "t", func(_ *store.Tx, r *store.NodeRow) (string, error) {
 		r.State, r.Step, r.AgentToken, r.ImageID = types.NodeDeploying, baremetal.StepWaitAgent, sealed, img.ID
 		return "", nil
 	})

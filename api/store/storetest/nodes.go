@@ -9,7 +9,6 @@ import (
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/google/go-cmp/cmp"
-	"github.com/jmoiron/sqlx"
 )
 
 // RunNodes runs the bare-metal node tests with stores from open.
@@ -41,7 +40,7 @@ func enrol(t *testing.T, s *store.Store, f fixture, name, mac string) types.Node
 // moveTo forces a node into state (as the conductor would, step by step).
 func moveTo(t *testing.T, s *store.Store, id, state string) {
 	t.Helper()
-	must[store.NodeRow](t)(s.ChangeNode(ctx, id, 0, "test", func(_ *sqlx.Tx, r *store.NodeRow) (string, error) {
+	must[store.NodeRow](t)(s.ChangeNode(ctx, id, 0, "test", func(_ *store.Tx, r *store.NodeRow) (string, error) {
 		r.State = state
 		return "test", nil
 	}))
@@ -90,7 +89,7 @@ func testNodeEnrol(t *testing.T, s *store.Store) {
 func testNodeTransitions(t *testing.T, s *store.Store) {
 	f := newFixture(t, s)
 	n := enrol(t, s, f, "bm1", "52:54:00:00:00:01")
-	toVerify := func(_ *sqlx.Tx, r *store.NodeRow) (string, error) {
+	toVerify := func(_ *store.Tx, r *store.NodeRow) (string, error) {
 		if err := store.RequireState(r, types.NodeEnroll); err != nil {
 			return "", err
 		}
@@ -109,7 +108,7 @@ func testNodeTransitions(t *testing.T, s *store.Store) {
 		t.Fatalf("second transition: %v, want a NodeStateError", err)
 	}
 	// If-Match.
-	if _, err := s.ChangeNode(ctx, n.ID, 1, "x", func(*sqlx.Tx, *store.NodeRow) (string, error) { return "", nil }); !errors.Is(err, store.ErrStale) {
+	if _, err := s.ChangeNode(ctx, n.ID, 1, "x", func(*store.Tx, *store.NodeRow) (string, error) { return "", nil }); !errors.Is(err, store.ErrStale) {
 		t.Errorf("stale If-Match: %v", err)
 	}
 	ev := must[types.List[types.NodeEvent]](t)(s.ListNodeEvents(ctx, n.ID, store.ListOptions{}))
@@ -199,7 +198,7 @@ func testNodeDeleteCycle(t *testing.T, s *store.Store) {
 		t.Fatal("deleted a node with a server")
 	}
 	addrs := []types.Address{{IP: "10.79.0.11", MAC: "52:54:00:00:00:01", Network: "provisioning"}}
-	must[store.NodeRow](t)(s.UpdateNodeServer(ctx, n.ID, "test", func(_ *sqlx.Tx, r *store.NodeRow) (string, error) {
+	must[store.NodeRow](t)(s.UpdateNodeServer(ctx, n.ID, "test", func(_ *store.Tx, r *store.NodeRow) (string, error) {
 		r.State = types.NodeActive
 		return "deployed", nil
 	}, store.MarkServerActive(addrs)))

@@ -410,31 +410,98 @@ func testTokens(t *testing.T, s *store.Store) {
 }
 
 func testIdempotency(t *testing.T, s *store.Store) {
-	rec, err := s.ReserveIdempotencyKey(ctx, "tok-1", "k1", "h1")
-	if err != nil || rec != nil {
-		t.Fatalf("first reserve = %v, %v", rec, err)
+	take := func(principal, key, hash string) (context.Context, *store.RequestTx, *store.IdempotencyRecord) {
+		t.Helper()
+		tctx, tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatalf("begin: %v", err)
+		}
+		rec, err := s.TakeIdempotencyKey(tctx, principal, key, hash)
+		if err != nil {
+			tx.Rollback()
+			t.Fatalf("take %s/%s: %v", principal, key, err)
+		}
+		return tctx, tx, rec
 	}
-	rec, err = s.ReserveIdempotencyKey(ctx, "tok-1", "k1", "h1")
-	if err != nil || rec == nil || rec.Status != 0 {
-		t.Fatalf("reserve while running = %+v, %v; want status 0", rec, err)
+	if _, err := s.TakeIdempotencyKey(ctx, "tok-1", "k0", "h0"); err == nil {
+		t.Errorf("a key taken outside a request transaction was accepted")
 	}
-	must0(t, s.CompleteIdempotencyKey(ctx, "tok-1", "k1", 201, "application/json", map[string]string{"Location": "/v1/x/1"},
+	// A key whose request rolled back is not held.
+	_, tx, rec := take("tok-1", "k1", "h1")
+	if rec != nil {
+		t.Fatalf("first take = %+v, want nil", rec)
+	}
+	must0(t, tx.Rollback())
+	tctx, tx, rec := take("tok-1", "k1", "h1")
+	if rec != nil {
+		t.Fatalf("take after rollback = %+v, want nil (the key is free)", rec)
+	}
+	// The answer, the change and the audit entry commit together.
+	reg, err := s.CreateRegion(tctx, types.RegionCreate{Name: "idem-region"})
+	must0(t, err)
+	must0(t, s.AppendAudit(tctx, []types.AuditEntry{{At: time.Now(), TokenID: "tok-1", Role: "admin", Method: "POST",
+		Path: "/v1/regions", Status: 201, ResourceID: reg.ID}}))
+	must0(t, s.CompleteIdempotencyKey(tctx, "tok-1", "k1", 201, "application/json", map[string]string{"Location": "/v1/x/1"},
 		[]byte(`{"id":"x"}`)))
-	rec, _ = s.ReserveIdempotencyKey(ctx, "tok-1", "k1", "h1")
+	// A second request with the same key waits for the first to commit,
+	// then finds its answer.
+	got := make(chan *store.IdempotencyRecord, 1)
+	go func() {
+		_, tx2, rec2 := take("tok-1", "k1", "h1")
+		tx2.Rollback()
+		got <- rec2
+	}()
+	select {
+	case r := <-got:
+		t.Fatalf("second take returned %+v before the first committed", r)
+	case <-time.After(100 * time.Millisecond):
+	}
+	must0(t, tx.Commit())
+	select {
+	case rec = <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatal("second take still waiting 30 s after the first committed")
+	}
 	if rec == nil || rec.Status != 201 || rec.Body != `{"id":"x"}` || rec.Headers != `{"Location":"/v1/x/1"}` {
 		t.Errorf("replayed record = %+v", rec)
 	}
+	if _, err := s.GetRegion(ctx, "idem-region"); err != nil {
+		t.Errorf("committed region: %v", err)
+	}
+	a := must[types.List[types.AuditEntry]](t)(s.ListAudit(ctx, store.ListOptions{Filters: map[string]string{"resource": reg.ID}}))
+	if len(a.Items) != 1 {
+		t.Errorf("audit entries of the committed create = %d, want 1", len(a.Items))
+	}
+	// A rolled-back request leaves neither its change nor its audit entry.
+	tctx, tx, _ = take("tok-1", "k2", "h2")
+	gone, err := s.CreateRegion(tctx, types.RegionCreate{Name: "idem-gone"})
+	must0(t, err)
+	must0(t, s.AppendAudit(tctx, []types.AuditEntry{{At: time.Now(), TokenID: "tok-1", Method: "POST", Path: "/v1/regions",
+		Status: 201, ResourceID: gone.ID}}))
+	must0(t, tx.Rollback())
+	if _, err := s.GetRegion(ctx, "idem-gone"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("rolled-back region: %v, want not found", err)
+	}
+	a = must[types.List[types.AuditEntry]](t)(s.ListAudit(ctx, store.ListOptions{Filters: map[string]string{"resource": gone.ID}}))
+	if len(a.Items) != 0 {
+		t.Errorf("audit entries of a rolled-back create = %d, want 0", len(a.Items))
+	}
 	// Another principal's key is separate.
-	if rec, _ := s.ReserveIdempotencyKey(ctx, "tok-2", "k1", "h2"); rec != nil {
+	_, tx, rec = take("tok-2", "k1", "h2")
+	if rec != nil {
 		t.Errorf("key shared across principals: %+v", rec)
 	}
-	must0(t, s.ReleaseIdempotencyKey(ctx, "tok-2", "k1"))
-	if rec, _ := s.ReserveIdempotencyKey(ctx, "tok-2", "k1", "h2"); rec != nil {
-		t.Errorf("released key still held: %+v", rec)
+	must0(t, tx.Commit())
+	// A failed step inside a request rolls back to its savepoint only.
+	tctx, tx, _ = take("tok-3", "k1", "h3")
+	if _, err := s.CreateRegion(tctx, types.RegionCreate{Name: "idem-region"}); !errors.Is(err, store.ErrExists) {
+		t.Errorf("duplicate region in a request: %v, want exists", err)
 	}
+	tx.Rollback()
 	if n, err := s.PurgeIdempotencyKeys(ctx, time.Now().Add(time.Second)); err != nil || n != 2 {
 		t.Errorf("purge keys = %d, %v; want 2", n, err)
 	}
+	must0(t, s.DeleteRegion(ctx, reg.ID, 0))
 }
 
 func testAudit(t *testing.T, s *store.Store) {
