@@ -227,8 +227,9 @@ func (s *Store) ListHosts(ctx context.Context, opts ListOptions) (types.List[typ
 // host's revision, which tracks operator edits.
 func (s *Store) Heartbeat(ctx context.Context, hostID string, u types.Usage, at time.Time) error {
 	res, err := s.wr(ctx).ExecContext(ctx, s.rb(`UPDATE hosts SET usage = ?, last_heartbeat = ?,
-		hb_free_ram_mib = ?, hb_used_ram_mib = used_ram_mib,
-		state = CASE WHEN state = 'down' THEN 'up' ELSE state END WHERE id = ?`), toJSON(u), micros(at), u.MemFreeMiB, hostID)
+		hb_free_ram_mib = ?, hb_used_ram_mib = COALESCE(?, used_ram_mib),
+		state = CASE WHEN state = 'down' THEN 'up' ELSE state END WHERE id = ?`), toJSON(u), micros(at), u.MemFreeMiB,
+		u.GuestClaimRAMMiB, hostID)
 	if err != nil {
 		return fmt.Errorf("heartbeat of %s: %w", hostID, err)
 	}

@@ -29,6 +29,13 @@ type Usage struct {
 	// HugepagesFree counts free pages by size in KiB.
 	HugepagesFree map[string]int64 `json:"hugepages_free,omitempty"`
 	Guests        int64            `json:"guests"`
+	// GuestClaimRAMMiB is the sum of the placement claims (RAM, hypervisor
+	// overhead included: GuestSpec.ClaimRAMMiB) of the guests that were
+	// running when MemFreeMiB was measured. The memory failsafe counts
+	// every claim beyond it as not yet measured. An agent that does not
+	// send it (nil) has all claims made before its heartbeat counted as
+	// measured.
+	GuestClaimRAMMiB *int64 `json:"guest_claim_ram_mib,omitempty"`
 }
 
 // Host is a compute host, created by its agent's registration.
