@@ -53,6 +53,12 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 				row.API().ExpiresAt.Format("2006-01-02T15:04:05Z")).WithDetail("token_id", row.ID)
 		}
 		c.Set(principalKey, principal{TokenID: row.ID, Role: row.Role, ProjectID: row.ProjectID, HostID: row.HostID})
+		// Every store call of the request is confined to the caller's
+		// project: another project's object is "not found", like one
+		// that does not exist, on every route (store.WithProject).
+		if scope := projectScope(c); scope != "" {
+			c.SetRequest(c.Request().WithContext(store.WithProject(c.Request().Context(), scope)))
+		}
 		return next(c)
 	}
 }
@@ -86,7 +92,8 @@ func allowInfra(c echo.Context, also ...string) error {
 }
 
 // projectScope returns the project the caller is confined to, or "" if
-// the caller sees all projects.
+// the caller sees all projects. authenticate confines the request's store
+// calls to it.
 func projectScope(c echo.Context) string {
 	p := principalOf(c)
 	if p.Role == types.RoleAdmin {

@@ -133,15 +133,8 @@ func (s *Server) projectRoutes(g *echo.Group) {
 			return st.ListProjects(ctx, opts)
 		})(c)
 	})
-	g.GET("/projects/:id", func(c echo.Context) error {
-		return showHandler(readers, func(ctx context.Context, id string) (types.Project, error) {
-			p, err := st.GetProject(ctx, id)
-			if scope := projectScope(c); err == nil && scope != "" && scope != p.ID {
-				return types.Project{}, notFound("project", id)
-			}
-			return p, err
-		})(c)
-	})
+	// Another project is "not found": the store confines the lookup.
+	g.GET("/projects/:id", showHandler(readers, st.GetProject))
 	g.PATCH("/projects/:id", patchHandler(s, func(in *types.ProjectUpdate) error {
 		return checkNameDesc(in.Name, in.Description)
 	}, st.UpdateProject))
@@ -179,7 +172,19 @@ func (s *Server) projectID(c echo.Context) func(string) (string, error) {
 	}
 }
 
+// hostID resolves a host filter given by ID or name. Members and project
+// readers may not read hosts: a host they name that does not resolve is
+// kept as given (the list comes back empty) rather than refused, so the
+// filter never tells them whether a host exists.
 func (s *Server) hostID(c echo.Context) func(string) (string, error) {
+	if p := principalOf(c); p.Role != types.RoleAdmin && !(p.Role == types.RoleReader && p.ProjectID == "") {
+		return func(v string) (string, error) {
+			if h, err := s.store.GetHost(c.Request().Context(), v); err == nil {
+				return h.ID, nil
+			}
+			return v, nil
+		}
+	}
 	return func(v string) (string, error) {
 		h, err := s.store.GetHost(c.Request().Context(), v)
 		return h.ID, err

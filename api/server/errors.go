@@ -116,9 +116,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 }
 
 // notFound is the 404 for a missing object, also used to hide objects a
-// caller may not see.
+// caller may not see: the same text as the store's ErrNotFound.
 func notFound(kind, id string) error {
-	return types.Errorf(types.CodeNotFound, "%s %q not found", kind, id)
+	return types.Errorf(types.CodeNotFound, "%v", store.NotFound(kind, id))
 }
 
 // refError turns a failed lookup of a referenced object into a 400 naming

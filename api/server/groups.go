@@ -61,18 +61,10 @@ func (s *Server) groupRoutes(g *echo.Group) {
 	g.POST("/groups/:id/members/:server/replace", s.replaceMember)
 }
 
+// visibleGroup loads the group in the path (ID, or name within the
+// caller's project); another project's is a 404.
 func (s *Server) visibleGroup(c echo.Context) (types.Group, error) {
-	if err := allow(c, readers...); err != nil {
-		return types.Group{}, err
-	}
-	grp, err := s.store.GetGroup(c.Request().Context(), c.Param("id"))
-	if err != nil {
-		return grp, err
-	}
-	if scope := projectScope(c); scope != "" && scope != grp.ProjectID {
-		return types.Group{}, notFound("group", c.Param("id"))
-	}
-	return grp, nil
+	return visible(c, s.store.GetGroup)
 }
 
 // groupPlan is a validated group: the engine's request and the server

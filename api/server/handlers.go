@@ -123,6 +123,20 @@ func (s *Server) prepareUpdate(c echo.Context, v any) (int64, error) {
 	return rev, s.decode(c, v)
 }
 
+// visible loads the object named in the path (:id) for a caller that may
+// read objects of its kind. It is how handlers load a project-owned object:
+// the store confines the lookup to the caller's project (authenticate sets
+// store.WithProject), so another project's object is a 404 with the same
+// text as one that does not exist, and a name resolves among the caller's
+// own objects.
+func visible[T any](c echo.Context, get func(context.Context, string) (T, error)) (T, error) {
+	if err := allow(c, readers...); err != nil {
+		var zero T
+		return zero, err
+	}
+	return get(c.Request().Context(), c.Param("id"))
+}
+
 // writableVisible is the preamble of a write to a project-scoped object:
 // the caller's role may write (admin or member), the object in the path is
 // loaded with visible (another project's is a 404), and If-Match is read.

@@ -411,29 +411,48 @@ func (s *Server) portProject(c echo.Context, given, fallback string) (string, er
 }
 
 // resolveBinding checks the server and host a port is bound to. An empty
-// host with a server means the server's host.
+// host with a server means the server's host. Only admins (and the host's
+// own agent) name a host: see bindableHost.
 func (s *Server) resolveBinding(c echo.Context, projectID, serverID, host string) (string, string, error) {
-	ctx := c.Request().Context()
+	if host != "" {
+		h, err := s.bindableHost(c, host)
+		if err != nil {
+			return "", "", refError("host_id", err)
+		}
+		host = h
+	}
 	if serverID != "" {
-		srv, err := s.store.GetServer(ctx, serverID)
+		srv, err := s.store.GetServer(c.Request().Context(), serverID)
 		if err != nil {
 			return "", "", refError("device_id", err)
 		}
-		if srv.ProjectID != projectID {
+		if srv.ProjectID != projectID { // an admin's mistake: members see only their project's servers
 			return "", "", types.FieldError("device_id", "server %s is in project %s, the port in %s", srv.ID, srv.ProjectID, projectID)
 		}
 		if host == "" {
 			host = srv.HostID
 		}
 	}
-	if host != "" {
-		h, err := s.store.GetHost(ctx, host)
-		if err != nil {
-			return "", "", refError("host_id", err)
-		}
-		host = h.ID
-	}
 	return serverID, host, nil
+}
+
+// bindableHost resolves the host a caller binds a port to. Members may not
+// read hosts, so for them every host is answered as one that does not
+// exist (a port follows its server's host instead); an agent may name only
+// its own host.
+func (s *Server) bindableHost(c echo.Context, ref string) (string, error) {
+	p := principalOf(c)
+	if p.Role != types.RoleAdmin && p.Role != types.RoleAgent {
+		return "", store.NotFound("host", ref)
+	}
+	h, err := s.store.GetHost(c.Request().Context(), ref)
+	if err != nil {
+		return "", err
+	}
+	if p.Role == types.RoleAgent && h.ID != p.HostID {
+		return "", store.NotFound("host", ref)
+	}
+	return h.ID, nil
 }
 
 // resolveGroups turns group IDs or names into IDs of groups of the project.
@@ -447,7 +466,7 @@ func (s *Server) resolveGroups(c echo.Context, projectID string, groups []string
 		if err != nil {
 			return nil, refError("security_groups", err)
 		}
-		if sg.ProjectID != projectID {
+		if sg.ProjectID != projectID { // an admin's mistake: members see only their project's groups
 			return nil, types.FieldError("security_groups", "group %s is in project %s, the port in %s", sg.ID, sg.ProjectID, projectID)
 		}
 		out = append(out, sg.ID)
@@ -483,16 +502,16 @@ func (s *Server) createPort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if network.ProjectID != "" && network.ProjectID != project {
+	if network.ProjectID != "" && network.ProjectID != project { // an admin's mistake: members see only shared networks and their own
 		return types.FieldError("network", "network %s belongs to another project", network.ID)
 	}
 	spec := store.PortSpec{Port: types.Port{Name: in.Name, NetworkID: network.ID, ProjectID: project, Description: in.Description}}
 	if in.MACAddress != "" {
-		mac, err := net.ParseMAC(in.MACAddress)
-		if err != nil || len(mac) != 6 || mac[0]&1 == 1 || mac.String() == "00:00:00:00:00:00" {
-			return types.FieldError("mac_address", "%q is not a unicast Ethernet MAC address", in.MACAddress)
+		mac, err := checkMAC(c, in.MACAddress)
+		if err != nil {
+			return err
 		}
-		spec.Port.MACAddress = mac.String()
+		spec.Port.MACAddress = mac
 	}
 	if spec.Port.DeviceID, spec.Port.HostID, err = s.resolveBinding(c, project, in.Server, in.Host); err != nil {
 		return err
@@ -510,14 +529,37 @@ func (s *Server) createPort(c echo.Context) error {
 		return err
 	}
 	p, err := s.store.CreatePort(ctx, spec)
-	if errors.Is(err, store.ErrExists) {
-		return types.Errorf(types.CodeAlreadyExists, "MAC address %s is taken on network %s", spec.Port.MACAddress, network.ID).
+	if errors.Is(err, store.ErrExists) && spec.Port.MACAddress != "" {
+		// Two ports with one MAC on one L2 segment steal each other's
+		// traffic. The answer says only that the MAC is used on this
+		// network, which any port on it could see on the wire; never
+		// whose port has it.
+		return types.Errorf(types.CodeMACAddressInUse, "mac_address: %s is already used on network %s", spec.Port.MACAddress, network.ID).
 			WithDetail("field", "mac_address")
 	}
 	if err := s.netChanged(c.Request().Context(), netError(err)); err != nil {
 		return err
 	}
 	return created(c, p.ID, p.Revision, p, nil)
+}
+
+// checkMAC validates a MAC asked for a new port and writes it in lower case
+// with colons. Multicast and all-zero MACs are refused. Members may choose
+// only locally administered MACs (02:…, like Corral's own): a universally
+// administered one belongs to a piece of hardware, such as a VLAN's
+// gateway router, and a port that took it would steal that device's
+// traffic. Admins may give any unicast MAC (a bare-metal NIC's, say). A
+// MAC already used on the network is refused by the store.
+func checkMAC(c echo.Context, v string) (string, error) {
+	mac, err := net.ParseMAC(v)
+	if err != nil || len(mac) != 6 || mac[0]&1 == 1 || mac.String() == "00:00:00:00:00:00" {
+		return "", types.FieldError("mac_address", "%q is not a unicast Ethernet MAC address", v)
+	}
+	if mac[0]&2 == 0 && principalOf(c).Role != types.RoleAdmin {
+		return "", types.FieldError("mac_address", "%s is universally administered (a hardware vendor's, such as a gateway's); "+
+			"choose a locally administered MAC such as 02:%s, or leave it out", mac, mac[1:].String())
+	}
+	return mac.String(), nil
 }
 
 // resolveFixedIPs validates the addresses asked for; none means one from
@@ -597,17 +639,7 @@ func (s *Server) listPorts(c echo.Context) error {
 
 // visiblePort loads the port in the path; another project's is a 404.
 func (s *Server) visiblePort(c echo.Context) (types.Port, error) {
-	if err := allow(c, readers...); err != nil {
-		return types.Port{}, err
-	}
-	p, err := s.store.GetPort(c.Request().Context(), c.Param("id"))
-	if err != nil {
-		return p, err
-	}
-	if scope := projectScope(c); scope != "" && scope != p.ProjectID {
-		return types.Port{}, notFound("port", c.Param("id"))
-	}
-	return p, nil
+	return visible(c, s.store.GetPort)
 }
 
 func (s *Server) updatePort(c echo.Context) error {
@@ -660,18 +692,10 @@ func (s *Server) updatePort(c echo.Context) error {
 	return found(c, out.Revision, out, nil)
 }
 
+// visibleGroupSG loads the security group in the path (ID, or name within
+// the caller's project); another project's is a 404.
 func (s *Server) visibleGroupSG(c echo.Context) (types.SecurityGroup, error) {
-	if err := allow(c, readers...); err != nil {
-		return types.SecurityGroup{}, err
-	}
-	sg, err := s.store.GetSecurityGroup(c.Request().Context(), c.Param("id"))
-	if err != nil {
-		return sg, err
-	}
-	if scope := projectScope(c); scope != "" && scope != sg.ProjectID {
-		return types.SecurityGroup{}, notFound("security group", c.Param("id"))
-	}
-	return sg, nil
+	return visible(c, s.store.GetSecurityGroup)
 }
 
 // checkRule validates a rule and resolves its remote group within the
@@ -719,7 +743,7 @@ func (s *Server) checkRule(c echo.Context, projectID, field string, in types.Sec
 		if err != nil {
 			return r, refError(field+"remote_group_id", err)
 		}
-		if g.ProjectID != projectID {
+		if g.ProjectID != projectID { // an admin's mistake: members see only their project's groups
 			return r, types.FieldError(field+"remote_group_id", "group %s is in another project", g.ID)
 		}
 		r.RemoteGroupID = g.ID

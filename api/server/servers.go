@@ -152,7 +152,7 @@ func (s *Server) serverRequest(c echo.Context) (types.Server, placement.Request,
 		if err != nil {
 			return types.Server{}, placement.Request{}, nil, refError(field, err)
 		}
-		if n.ProjectID != "" && n.ProjectID != out.ProjectID {
+		if n.ProjectID != "" && n.ProjectID != out.ProjectID { // an admin's mistake: members see only shared networks and their own
 			return types.Server{}, placement.Request{}, nil, types.FieldError(field, "network %s belongs to another project", n.ID)
 		}
 		if slices.Contains(networks, n.ID) {
@@ -292,17 +292,7 @@ func (s *Server) listServers(c echo.Context) error {
 // visibleServer loads the server named in the path, answering 404 for a
 // server of another project so that members cannot probe for IDs.
 func (s *Server) visibleServer(c echo.Context) (types.Server, error) {
-	if err := allow(c, readers...); err != nil {
-		return types.Server{}, err
-	}
-	srv, err := s.store.GetServer(c.Request().Context(), c.Param("id"))
-	if err != nil {
-		return srv, err
-	}
-	if scope := projectScope(c); scope != "" && scope != srv.ProjectID {
-		return types.Server{}, notFound("server", c.Param("id"))
-	}
-	return srv, nil
+	return visible(c, s.store.GetServer)
 }
 
 func (s *Server) updateServer(c echo.Context) error {

@@ -54,7 +54,7 @@ var (
 		usedBy:  []usage{{kind: "server", table: "servers", where: "image_id = ?"}},
 	}
 	projectTable = table{
-		name: "projects", kind: "project", byName: true,
+		name: "projects", kind: "project", byName: true, owner: "id = ?",
 		filters: map[string]string{"id": "id = ?"},
 		cols:    []string{"id", "revision", "created_at", "updated_at", "name", "description"},
 		usedBy: []usage{

@@ -272,7 +272,7 @@ func (s *Store) LockGroup(ctx context.Context, idOrName string) error {
 }
 
 var groupTable = table{
-	name: "server_groups", kind: "group", byName: true,
+	name: "server_groups", kind: "group", byName: true, owner: ownedByProject,
 	cols:    []string{"id", "revision", "created_at", "updated_at", "name", "project_id", "role", "region_id", "spec"},
 	filters: map[string]string{"project": "project_id = ?", "role": "role = ?"},
 }

@@ -46,6 +46,10 @@ type table struct {
 	filters map[string]string
 	// usedBy lists what keeps an object of this table from being deleted.
 	usedBy []usage
+	// owner, for a project-owned table, is the condition (one ? for a
+	// project ID) of the rows a project's members may see; lookups and
+	// lists made with a context of WithProject add it (scope.go).
+	owner string
 }
 
 // usage is one kind of object that can refer to a row.
@@ -114,10 +118,17 @@ func lockRow[R any](ctx context.Context, s *Store, tx *Tx, t table, idOrName str
 
 func getRowLock[R any](ctx context.Context, s *Store, q sqlx.QueryerContext, t table, idOrName, lock string) (R, error) {
 	var row R
+	where, args := "id = ?", []any{idOrName}
+	if t.byName {
+		where, args = "(id = ? OR name = ?)", []any{idOrName, idOrName}
+	}
+	if cond, arg := t.scope(ctx); cond != "" {
+		where, args = where+" AND "+cond, append(args, arg...)
+	}
 	if !t.byName {
-		err := sqlx.GetContext(ctx, q, &row, s.rb("SELECT * FROM "+t.name+" WHERE id = ?"+lock), idOrName)
+		err := sqlx.GetContext(ctx, q, &row, s.rb("SELECT * FROM "+t.name+" WHERE "+where+lock), args...)
 		if errors.Is(err, sql.ErrNoRows) {
-			return row, fmt.Errorf("%s %q: %w", t.kind, idOrName, ErrNotFound)
+			return row, NotFound(t.kind, idOrName)
 		}
 		if err != nil {
 			return row, fmt.Errorf("get %s %s: %w", t.kind, idOrName, err)
@@ -126,8 +137,7 @@ func getRowLock[R any](ctx context.Context, s *Store, q sqlx.QueryerContext, t t
 	}
 	// One query answers both: an ID match wins, else a name must be unique.
 	var rows []R
-	if err := sqlx.SelectContext(ctx, q, &rows, s.rb("SELECT * FROM "+t.name+" WHERE id = ? OR name = ? LIMIT 3"+lock),
-		idOrName, idOrName); err != nil {
+	if err := sqlx.SelectContext(ctx, q, &rows, s.rb("SELECT * FROM "+t.name+" WHERE "+where+" LIMIT 3"+lock), args...); err != nil {
 		return row, fmt.Errorf("get %s %s: %w", t.kind, idOrName, err)
 	}
 	for i := range rows {
@@ -137,7 +147,7 @@ func getRowLock[R any](ctx context.Context, s *Store, q sqlx.QueryerContext, t t
 	}
 	switch len(rows) {
 	case 0:
-		return row, fmt.Errorf("%s %q: %w", t.kind, idOrName, ErrNotFound)
+		return row, NotFound(t.kind, idOrName)
 	case 1:
 		return rows[0], nil
 	}
@@ -154,6 +164,10 @@ func listRows[R any](ctx context.Context, s *Store, t table, opts ListOptions) (
 		}
 		where = append(where, cond)
 		args = append(args, v)
+	}
+	if cond, arg := t.scope(ctx); cond != "" {
+		where = append(where, cond)
+		args = append(args, arg...)
 	}
 	if opts.After != "" {
 		where = append(where, "id > ?")

@@ -60,7 +60,7 @@ const (
 
 var (
 	networkTable = table{
-		name: "networks", kind: "network", byName: true,
+		name: "networks", kind: "network", byName: true, owner: sharedOrProject,
 		cols: []string{"id", "revision", "created_at", "updated_at", "name", "project_id", "segment_type", "segment_id", "description"},
 		filters: map[string]string{
 			"project": "project_id = ?", "segment_type": "segment_type = ?", "name": "name = ?",
@@ -68,7 +68,7 @@ var (
 		usedBy: []usage{{kind: "port", table: "ports", where: "network_id = ?"}},
 	}
 	subnetTable = table{
-		name: "subnets", kind: "subnet", byName: true,
+		name: "subnets", kind: "subnet", byName: true, owner: onVisibleNet,
 		cols: []string{"id", "revision", "created_at", "updated_at", "name", "network_id", "cidr", "gateway_ip",
 			"allocation_pools", "dns_servers", "description"},
 		filters: map[string]string{"network": "network_id = ?", "name": "name = ?"},
@@ -76,7 +76,7 @@ var (
 			where: "id IN (SELECT port_id FROM ip_allocations WHERE subnet_id = ?)"}},
 	}
 	portTable = table{
-		name: "ports", kind: "port", byName: false,
+		name: "ports", kind: "port", byName: false, owner: ownedByProject,
 		cols: []string{"id", "revision", "created_at", "updated_at", "name", "network_id", "project_id", "mac_address",
 			"device_id", "host_id", "description"},
 		filters: map[string]string{
@@ -85,7 +85,7 @@ var (
 		},
 	}
 	sgTable = table{
-		name: "security_groups", kind: "security group", byName: true,
+		name: "security_groups", kind: "security group", byName: true, owner: ownedByProject,
 		cols:    []string{"id", "revision", "created_at", "updated_at", "name", "project_id", "description"},
 		filters: map[string]string{"project": "project_id = ?", "name": "name = ?"},
 		usedBy: []usage{
@@ -790,7 +790,8 @@ func (s *Store) GetSecurityGroup(ctx context.Context, idOrName string) (types.Se
 }
 
 // GetSecurityGroupIn finds a group of a project by ID or name: group names
-// repeat across projects ("default").
+// repeat across projects ("default"), and a name resolves within projectID.
+// Whatever the project, ctx's scope (WithProject) still applies.
 func (s *Store) GetSecurityGroupIn(ctx context.Context, projectID, idOrName string) (types.SecurityGroup, error) {
 	g, err := s.GetSecurityGroup(ctx, idOrName)
 	if err == nil && (g.ProjectID == projectID || g.ID == idOrName) {
@@ -806,7 +807,7 @@ func (s *Store) projectGroupRead(ctx context.Context, projectID, name string) (t
 	var row SecurityGroupRow
 	err := s.rd(ctx).GetContext(ctx, &row, s.rb("SELECT * FROM security_groups WHERE project_id = ? AND name = ?"), projectID, name)
 	if errors.Is(err, sql.ErrNoRows) {
-		return types.SecurityGroup{}, fmt.Errorf("security group %q in project %s: %w", name, projectID, ErrNotFound)
+		return types.SecurityGroup{}, NotFound("security group", name)
 	}
 	if err != nil {
 		return types.SecurityGroup{}, err

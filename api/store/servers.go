@@ -9,7 +9,7 @@ import (
 )
 
 var serverTable = table{
-	name: "servers", kind: "server", byName: false,
+	name: "servers", kind: "server", byName: false, owner: ownedByProject,
 	cols: []string{"id", "revision", "created_at", "updated_at", "name", "kind", "project_id", "flavor_id", "image_id",
 		"region_id", "zone_id", "aggregate_id", "desired_state", "state", "host_id", "node_id", "addresses", "fault", "launched_at", "claim", "group_id",
 		"observed", "reboot_seq"},

@@ -89,7 +89,8 @@ func Status(code string) int {
 	case CodeAlreadyExists, CodeConflict, CodeNoValidHost, CodeFlavorInUse, CodeImageInUse, CodeRegionInUse,
 		CodeZoneInUse, CodeAggregateInUse, CodeProjectInUse, CodeHostHasServers,
 		CodeImageNotActive, CodeIdempotencyInProgress,
-		CodeNetworkInUse, CodeSubnetInUse, CodeSecurityGroupInUse, CodeIPPoolExhausted, CodeIPAddressInUse, CodeSegmentInUse:
+		CodeNetworkInUse, CodeSubnetInUse, CodeSecurityGroupInUse, CodeIPPoolExhausted, CodeIPAddressInUse, CodeSegmentInUse,
+		CodeMACAddressInUse:
 		return 409
 	case CodePreconditionFailed:
 		return 412

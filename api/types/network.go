@@ -10,6 +10,7 @@ const (
 	CodeSecurityGroupInUse = "security_group_in_use" // 409: ports or other groups' rules use the group
 	CodeIPPoolExhausted    = "ip_pool_exhausted"     // 409: no free address is left in the subnet's pools
 	CodeIPAddressInUse     = "ip_address_in_use"     // 409: the fixed IP asked for is allocated to another port
+	CodeMACAddressInUse    = "mac_address_in_use"    // 409: another port of the network has the MAC asked for
 	CodeSegmentInUse       = "segment_in_use"        // 409: another network has this VLAN ID or VNI
 )
 

@@ -26,6 +26,7 @@ func RunNetwork(t *testing.T, open Opener) {
 		{"SubnetRules", testSubnetRules},
 		{"HostNetwork", testHostNetwork},
 		{"DefaultGroupOnce", testDefaultGroupOnce},
+		{"ProjectScope", testProjectScope},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
