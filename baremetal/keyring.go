@@ -52,23 +52,19 @@ func ParseKey(s string) ([]byte, error) {
 	return nil, errors.New("bmc key: want 64 hex digits or the base64 of 32 bytes")
 }
 
-// LoadKeyFile reads a key file; with create, a missing file is made with
-// a new random key (mode 0600). Replicas must share the same key.
+// LoadKeyFile reads a key file. With create, a missing file is made with
+// a new random key (mode 0600), and the boolean says so; an existing file
+// is never replaced, even by a concurrent creator. Replicas must share the
+// same key. Without create a missing file is an error wrapping
+// os.ErrNotExist.
 func LoadKeyFile(path string, create bool) (*Keyring, bool, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) && create {
-		key := make([]byte, KeySize)
-		if _, err := rand.Read(key); err != nil {
-			return nil, false, err
+		k, made, cerr := createKeyFile(path)
+		if cerr == nil || !errors.Is(cerr, os.ErrExist) {
+			return k, made, cerr
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, false, err
-		}
-		if err := os.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
-			return nil, false, fmt.Errorf("write bmc key: %w", err)
-		}
-		k, err := NewKeyring(key)
-		return k, true, err
+		b, err = os.ReadFile(path) // another process made it first: use theirs
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("read bmc key: %w", err)
@@ -79,6 +75,31 @@ func LoadKeyFile(path string, create bool) (*Keyring, bool, error) {
 	}
 	k, err := NewKeyring(key)
 	return k, false, err
+}
+
+// createKeyFile writes a new random key to path, which must not exist.
+func createKeyFile(path string) (*Keyring, bool, error) {
+	key := make([]byte, KeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, false, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("create bmc key: %w", err)
+	}
+	_, err = f.WriteString(hex.EncodeToString(key) + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return nil, false, fmt.Errorf("write bmc key: %w", err)
+	}
+	k, err := NewKeyring(key)
+	return k, true, err
 }
 
 // Seal encrypts plain.

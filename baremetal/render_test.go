@@ -1,6 +1,7 @@
 package baremetal_test
 
 import (
+	"errors"
 	"flag"
 	"net"
 	"os"
@@ -81,5 +82,12 @@ func TestKeyring(t *testing.T) {
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file mode %v", fi.Mode().Perm())
+	}
+	missing := filepath.Join(t.TempDir(), "nope", "bmc.key")
+	if _, _, err := baremetal.LoadKeyFile(missing, false); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing key file without create = %v, want os.ErrNotExist", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a key was made without create: %v", err)
 	}
 }

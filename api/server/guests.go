@@ -151,6 +151,7 @@ func (s *Server) watchGuests(c echo.Context) error {
 		}
 		wait = d
 	}
+	s.holdFor(c, wait+longPollMargin)
 	since := c.QueryParam("version")
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()

@@ -81,7 +81,7 @@ func (s *Server) uploadImage(c echo.Context) error {
 		}
 		return err
 	}
-	size, sum, err := s.images.put(id, c.Request().Body, s.cfg.MaxImageBytes)
+	size, sum, err := s.images.put(id, s.uploadBody(c), s.cfg.MaxImageBytes)
 	if errors.Is(err, errTooLarge) {
 		return fail(types.Errorf(types.CodeBodyTooLarge, "image is over the %d-byte limit", s.cfg.MaxImageBytes).
 			WithDetail("limit", s.cfg.MaxImageBytes))
@@ -127,6 +127,6 @@ func (s *Server) downloadImage(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("X-Checksum-Sha256", img.SHA256)
-	http.ServeContent(c.Response(), c.Request(), "", fi.ModTime(), f)
+	http.ServeContent(s.downloadWriter(c), c.Request(), "", fi.ModTime(), f)
 	return nil
 }

@@ -847,6 +847,7 @@ func (s *Server) hostNetwork(c echo.Context) error {
 			return types.FieldError(k, "unknown query parameter").WithDetail("allowed", []string{"version", "wait"})
 		}
 	}
+	s.holdFor(c, wait+longPollMargin)
 	ctx := c.Request().Context()
 	h, err := s.store.GetHost(ctx, c.Param("id"))
 	if err != nil {

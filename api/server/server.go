@@ -51,6 +51,13 @@ type Config struct {
 	// TokenPurgeGrace keeps expired tokens this long (so callers see
 	// "token expired" rather than "unknown token") before purging them.
 	TokenPurgeGrace time.Duration
+	// RateLimits are the per-token, per-agent and per-address request
+	// budgets; zero disables them.
+	RateLimits RateLimits
+	// Timeouts are the serving http.Server's read and write timeouts, which
+	// long polls and image transfers extend for themselves; zero means
+	// none are set.
+	Timeouts Timeouts
 }
 
 // Server is corrald's HTTP API.
@@ -64,6 +71,7 @@ type Server struct {
 	reg     *prometheus.Registry
 	placer  *placer
 	hub     *hub
+	limits  *limiters
 	// refusals audits refused calls, aggregating floods.
 	refusals *refusalLog
 }
@@ -101,13 +109,17 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, store: cfg.Store, images: images, log: cfg.Logger, reg: cfg.Registry, hub: newHub()}
 	s.metrics = newMetrics(cfg.Registry)
 	s.refusals = newRefusalLog(cfg.Store, cfg.Logger, cfg.Now)
+	s.limits = newLimiters(cfg.RateLimits, cfg.Registry)
 	s.placer = newPlacer(cfg.Store, cfg.Now, cfg.Placement)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// Recover sits inside transact so that a panic rolls back the request's
 	// transaction and is answered, counted and audited like any other 500.
-	e.Use(middleware.RequestID(), s.observe, s.authenticate, s.transact, middleware.Recover())
+	// The rate limits come before transact, so that a refused flood writes
+	// no audit rows: the address budget before authentication (it also
+	// slows token guessing), the token budgets right after it.
+	e.Use(middleware.RequestID(), s.observe, s.limitSource, s.authenticate, s.limitToken, s.transact, middleware.Recover())
 	s.echo = e
 	s.routes()
 	return s, nil

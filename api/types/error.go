@@ -29,6 +29,7 @@ const (
 	CodeIdempotencyInProgress = "idempotency_in_progress" // 409: a request with this key is still running
 	CodeIdempotencyKeyReused  = "idempotency_key_reused"  // 422: the key was used for a different request
 	CodePreconditionFailed    = "precondition_failed"     // 412: If-Match does not match the current revision
+	CodeRateLimited           = "rate_limited"            // 429: over the caller's request rate; Retry-After says when to retry
 	CodeCanceled              = "canceled"                // 499: the client closed the request
 	CodeUnavailable           = "unavailable"             // 503: a dependency (store, libvirt, BMC) is unreachable
 	CodeInternal              = "internal"                // 500: details are in corrald's log only
@@ -100,6 +101,8 @@ func Status(code string) int {
 		return 415
 	case CodeIdempotencyKeyReused:
 		return 422
+	case CodeRateLimited:
+		return 429
 	case CodeCanceled:
 		return 499
 	case CodeUnavailable:

@@ -141,8 +141,12 @@ func (r *rig) catalogue() {
 func (r *rig) node(name, mac, password string, extra ...string) (*sim.Node, types.Node) {
 	r.t.Helper()
 	n := sim.NewNode(r.t, r.dir, r.prefix+name, mac, r.net.Bridge)
+	pwFile := filepath.Join(r.dir, name+".bmc-password")
+	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
 	r.ctl(append([]string{"node", "create", name, "--region", "dc1", "--zone", "rack1", "--bmc-address", "127.0.0.1",
-		"--bmc-port", fmt.Sprint(n.Port), "--bmc-username", n.User, "--bmc-password", password, "--mac", mac}, extra...)...)
+		"--bmc-port", fmt.Sprint(n.Port), "--bmc-username", n.User, "--bmc-password-file", pwFile, "--mac", mac}, extra...)...)
 	return n, r.get(name)
 }
 

@@ -34,6 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // once a command runs, its API connection.
 type app struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // secrets read from standard input
 	getenv         func(string) string
 
 	// Global flags.
@@ -52,7 +53,7 @@ type app struct {
 
 // newApp returns an app that reads the environment through getenv.
 func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
-	return &app{stdout: stdout, stderr: stderr, getenv: getenv}
+	return &app{stdout: stdout, stderr: stderr, stdin: os.Stdin, getenv: getenv}
 }
 
 // errReported is returned by a command that has already printed its

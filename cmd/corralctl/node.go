@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"strings"
 
 	"github.com/corral-cloud/corral/api/client"
 	"github.com/corral-cloud/corral/api/types"
@@ -34,21 +38,30 @@ func (a *app) nodeCommand() *cobra.Command {
 	var in types.NodeCreate
 	var hw types.NodeHardware
 	var disk int64
-	var key string
+	var key, passwordFile string
+	var passwordStdin bool
 	create := &cobra.Command{
-		Use:   "create NAME --region R --zone Z --bmc-address A --bmc-username U --bmc-password P --mac MAC",
+		Use:   "create NAME --region R --zone Z --bmc-address A --bmc-username U --bmc-password-file F --mac MAC",
 		Short: "Enrol a bare-metal node",
 		Long: `Enrol a bare-metal node. corrald checks its BMC credentials (enroll →
 verifying → manageable); with --provide it goes on to available, inspecting the
-hardware first unless --cpus, --ram-mib and --disk-gib give it.`,
+hardware first unless --cpus, --ram-mib and --disk-gib give it.
+
+The BMC password is read from a file (--bmc-password-file) or from standard
+input (--bmc-password-stdin), never from the command line, where other users
+of the machine and the shell history would see it. Its first line is used.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			in.Name = args[0]
+			var err error
+			if in.BMC.Password, err = readPassword(passwordFile, passwordStdin, a.stdin); err != nil {
+				return err
+			}
 			if cmd.Flags().Changed("cpus") || cmd.Flags().Changed("ram-mib") || cmd.Flags().Changed("disk-gib") {
 				hw.Disks = []types.NodeDisk{{Name: "disk0", SizeBytes: disk << 30}}
 				in.Hardware = &hw
 			}
-			_, err := a.createObject(ctx, k.path, in, key)
+			_, err = a.createObject(ctx, k.path, in, key)
 			return err
 		}),
 	}
@@ -59,16 +72,19 @@ hardware first unless --cpus, --ram-mib and --disk-gib give it.`,
 	fl.StringVar(&in.BMC.Address, "bmc-address", "", "BMC address")
 	fl.IntVar(&in.BMC.Port, "bmc-port", 623, "BMC UDP port")
 	fl.StringVar(&in.BMC.Username, "bmc-username", "", "BMC user")
-	fl.StringVar(&in.BMC.Password, "bmc-password", "", "BMC password (stored encrypted, never shown)")
+	fl.StringVar(&passwordFile, "bmc-password-file", "", "file whose first line is the BMC password (stored encrypted, never shown)")
+	fl.BoolVar(&passwordStdin, "bmc-password-stdin", false, "read the BMC password from standard input (its first line)")
 	fl.StringSliceVar(&in.MACs, "mac", nil, "NIC MAC address; repeat or comma-separate; the first boots from the provisioning network")
 	fl.StringVar(&in.ProvisionIP, "provision-ip", "", "fixed address on the provisioning network (default: assigned)")
 	fl.Int64Var(&hw.CPUs, "cpus", 0, "CPUs, when known (else inspected)")
 	fl.Int64Var(&hw.RAMMiB, "ram-mib", 0, "RAM in MiB, when known")
 	fl.Int64Var(&disk, "disk-gib", 0, "disk size in GiB, when known")
 	fl.BoolVar(&in.Provide, "provide", false, "make the node available once verified")
-	for _, f := range []string{"region", "zone", "bmc-address", "bmc-username", "bmc-password", "mac"} {
+	for _, f := range []string{"region", "zone", "bmc-address", "bmc-username", "mac"} {
 		create.MarkFlagRequired(f)
 	}
+	create.MarkFlagsOneRequired("bmc-password-file", "bmc-password-stdin")
+	create.MarkFlagsMutuallyExclusive("bmc-password-file", "bmc-password-stdin")
 	addIdempotencyFlag(create, &key)
 
 	post := func(use, short, path string, body func(args []string) any, method string) *cobra.Command {
@@ -109,4 +125,25 @@ hardware first unless --cpus, --ram-mib and --disk-gib give it.`,
 
 	return group("node", "Manage bare-metal nodes", listCommand(a, k), showCommand(a, k), create, provision, power, events,
 		deleteCommand(a, k, true))
+}
+
+// readPassword returns the first line of the password file, or of stdin.
+func readPassword(file string, fromStdin bool, stdin io.Reader) (string, error) {
+	var data []byte
+	var err error
+	what := "--bmc-password-stdin"
+	if fromStdin {
+		data, err = io.ReadAll(io.LimitReader(stdin, 64<<10))
+	} else {
+		what = "--bmc-password-file " + file
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	if line = strings.TrimSuffix(line, "\r"); line == "" {
+		return "", fmt.Errorf("%s: the password is empty", what)
+	}
+	return line, nil
 }

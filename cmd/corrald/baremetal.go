@@ -22,6 +22,7 @@ import (
 // bmOptions are the bare-metal flags.
 type bmOptions struct {
 	keyFile, cipherSuites                         string
+	keyGenerate                                   bool
 	bmcTimeout, bmcMinInterval, bmcBackoff        time.Duration
 	bmcAttempts                                   int
 	leaseTTL, poll, syncEvery                     time.Duration
@@ -33,8 +34,11 @@ type bmOptions struct {
 // baremetalFlags registers the bare-metal flags on fs.
 func baremetalFlags(fs *flag.FlagSet) *bmOptions {
 	o := &bmOptions{}
-	fs.StringVar(&o.keyFile, "bmc-key-file", "", "AES-256 key (64 hex digits) sealing BMC passwords at rest; created if missing "+
-		"(default <data-dir>/bmc.key; env CORRAL_BMC_KEY gives the key itself); replicas must share it")
+	fs.StringVar(&o.keyFile, "bmc-key-file", "", "AES-256 key (64 hex digits) sealing BMC passwords at rest "+
+		"(default <data-dir>/bmc.key; env CORRAL_BMC_KEY gives the key itself); replicas must share it. It may live outside "+
+		"the data directory. A missing file is an error, except the default file on a first start (no nodes enrolled yet)")
+	fs.BoolVar(&o.keyGenerate, "bmc-key-generate", false, "create --bmc-key-file with a new random key if it does not exist "+
+		"(an existing key is never replaced)")
 	fs.StringVar(&o.cipherSuites, "bmc-cipher-suites", "3,17", "IPMI lanplus cipher suites to try, in order")
 	fs.DurationVar(&o.bmcTimeout, "bmc-timeout", 10*time.Second, "time limit of one attempt of one BMC command")
 	fs.IntVar(&o.bmcAttempts, "bmc-attempts", 3, "attempts of a BMC command while the BMC does not answer")
@@ -68,17 +72,9 @@ func startBaremetal(ctx context.Context, o *bmOptions, st *store.Store, dataDir,
 			return server.BaremetalConfig{}, err
 		}
 	} else {
-		path := o.keyFile
-		if path == "" {
-			path = filepath.Join(dataDir, "bmc.key")
-		}
-		var made bool
 		var err error
-		if keys, made, err = baremetal.LoadKeyFile(path, true); err != nil {
+		if keys, err = loadBMCKey(ctx, o, st, dataDir, log); err != nil {
 			return server.BaremetalConfig{}, err
-		}
-		if made {
-			log.Warn("created a BMC key; other replicas must use the same one", "file", path)
 		}
 	}
 	driver := ipmi.New(ipmi.Config{CipherSuites: strings.Split(o.cipherSuites, ","), CallTimeout: o.bmcTimeout,
@@ -117,4 +113,43 @@ func startBaremetal(ctx context.Context, o *bmOptions, st *store.Store, dataDir,
 	go cond.Run(ctx)
 	log.Info("bare metal ready", "conductor", cond.ID(), "pxe", o.pxeInterface)
 	return server.BaremetalConfig{Keyring: keys, Conductor: cond}, nil
+}
+
+// loadBMCKey reads the BMC key file. A new key is made only on purpose:
+// with --bmc-key-generate, or at the default path on a first start (no
+// node enrolled, so no password sealed yet). Anything else that finds no
+// file is an error: a silently new key would leave every sealed BMC
+// password unreadable, and replicas disagreeing.
+func loadBMCKey(ctx context.Context, o *bmOptions, st *store.Store, dataDir string, log *slog.Logger) (*baremetal.Keyring, error) {
+	path, explicit := o.keyFile, o.keyFile != ""
+	if !explicit {
+		path = filepath.Join(dataDir, "bmc.key")
+	}
+	create := o.keyGenerate
+	if !explicit && !create {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			nodes, err := st.ListNodes(ctx, store.ListOptions{Limit: 1, Filters: map[string]string{}})
+			if err != nil {
+				return nil, fmt.Errorf("bmc key: count nodes: %w", err)
+			}
+			if len(nodes.Items) > 0 {
+				return nil, fmt.Errorf("bmc key %s does not exist, but nodes are enrolled whose BMC passwords were sealed with a key: "+
+					"restore the key file, point --bmc-key-file at it or set CORRAL_BMC_KEY (--bmc-key-generate makes a new key; "+
+					"the nodes' passwords must then be enrolled again)", path)
+			}
+			create = true // first start
+		}
+	}
+	keys, made, err := baremetal.LoadKeyFile(path, create)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("--bmc-key-file %s does not exist: give the path of the key the other replicas use, "+
+			"or add --bmc-key-generate to create a new one", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if made {
+		log.Warn("created a BMC key; back it up, and give other replicas the same one", "file", path)
+	}
+	return keys, nil
 }

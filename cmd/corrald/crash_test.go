@@ -204,7 +204,7 @@ func crashExactlyOnce(t *testing.T, extra ...string) {
 						break
 					}
 					var ae *client.Error
-					if errors.As(err, &ae) && ae.Status != 503 {
+					if errors.As(err, &ae) && ae.Status != 503 && ae.Status != 429 {
 						t.Errorf("key %s: final error %v", key, err)
 						done.Add(1)
 						break

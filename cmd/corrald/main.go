@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -26,9 +25,13 @@ import (
 	"github.com/corral-cloud/corral/placement"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 )
 
 func main() {
+	// Everything corrald creates (database, its WAL and backups, tokens,
+	// keys, image data) is its own: mode 0600 files, 0700 directories.
+	syscall.Umask(0o077)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
@@ -44,6 +47,8 @@ type options struct {
 	hostDownAfter, maintenanceEvery, tokenGrace, auditRetention        time.Duration
 	heartbeatMaxAge                                                    time.Duration
 	maxBody, maxImage, failsafeMarginMiB                               int64
+	insecureHTTP                                                       bool
+	serve                                                              serveOptions
 	bm                                                                 *bmOptions // bare metal (baremetal.go)
 }
 
@@ -70,6 +75,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.heartbeatMaxAge, "heartbeat-max-age", placement.DefaultHeartbeatMaxAge,
 		"a host whose last heartbeat is older is not a placement candidate")
 	fs.StringVar(&o.defaultWeigher, "default-weigher", "spread", "placement policy where neither request nor aggregate names one: pack or spread")
+	fs.BoolVar(&o.insecureHTTP, "insecure-http", false, "serve plain HTTP on an address that is not loopback "+
+		"(bearer tokens then cross the network in clear); without it such an address needs --tls-cert and --tls-key")
+	serveFlags(fs, &o.serve)
 	o.bm = baremetalFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -79,6 +87,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.defaultWeigher != "pack" && o.defaultWeigher != "spread" {
 		return o, fmt.Errorf("--default-weigher is %q, want pack or spread", o.defaultWeigher)
+	}
+	if err := o.serve.check(); err != nil {
+		return o, err
 	}
 	if o.failsafeMarginMiB < 0 {
 		return o, errors.New("--failsafe-margin-mib must not be negative")
@@ -102,8 +113,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
+	if err := checkPlainHTTP(o.listen, o.tlsCert != "", o.insecureHTTP); err != nil {
 		return err
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return err
+	}
+	if o.postgresDSN == "" {
+		tightenModes(filepath.Join(o.dataDir, "corral.db"), log)
 	}
 	st, err := store.Open(ctx, store.Config{PostgresDSN: o.postgresDSN, SQLitePath: filepath.Join(o.dataDir, "corral.db"), Logger: log})
 	if err != nil {
@@ -124,7 +141,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	api, err := server.New(server.Config{Store: st, ImageDir: o.imageDir, Logger: log, Baremetal: bm,
 		MaxBodyBytes: o.maxBody, MaxImageBytes: o.maxImage, Registry: reg, HostDownAfter: o.hostDownAfter,
-		TokenPurgeGrace: o.tokenGrace, AuditRetention: o.auditRetention,
+		TokenPurgeGrace: o.tokenGrace, AuditRetention: o.auditRetention, RateLimits: o.serve.rateLimits(),
+		Timeouts: server.Timeouts{Read: o.serve.readTimeout, Write: o.serve.writeTimeout},
 		Placement: placement.Config{FailsafeMarginMiB: o.failsafeMarginMiB, HeartbeatMaxAge: o.heartbeatMaxAge,
 			DefaultWeigher: placement.Weigher(o.defaultWeigher)}})
 	if err != nil {
@@ -134,10 +152,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if err := checkPlainHTTP(ln.Addr().String(), o.tlsCert != "", o.insecureHTTP); err != nil {
+		ln.Close()
+		return err
+	}
+	if o.serve.maxConns > 0 {
+		// Past the cap, new connections wait in the kernel's backlog
+		// until the timeouts below free a slot.
+		ln = netutil.LimitListener(ln, o.serve.maxConns)
+	}
+	srv := o.serve.server(api.Handler(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	if o.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
 		if err != nil {
+			ln.Close()
 			return fmt.Errorf("load TLS key pair: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
@@ -173,6 +201,9 @@ func bootstrap(ctx context.Context, st *store.Store, tokenFile string, log *slog
 		return err
 	}
 	if err := os.WriteFile(tokenFile, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write bootstrap admin token: %w", err)
+	}
+	if err := os.Chmod(tokenFile, 0o600); err != nil { // an old file keeps its mode through WriteFile
 		return fmt.Errorf("write bootstrap admin token: %w", err)
 	}
 	log.Warn("created the bootstrap admin token", "file", tokenFile)

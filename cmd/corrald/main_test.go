@@ -5,14 +5,23 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/corral-cloud/corral/api/store"
+	"github.com/corral-cloud/corral/api/testenv"
 	"github.com/jmoiron/sqlx"
 )
+
+// TestMain removes the corrald binary the tests built (testenv.Binaries).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.RemoveBinaries()
+	os.Exit(code)
+}
 
 // TestRefusesNewerSchema: corrald will not start on a database written by
 // a newer corrald, and says what to do.
