@@ -24,6 +24,7 @@ type NodeStore interface {
 	AcquireNodeLease(ctx context.Context, id, owner string, ttl time.Duration) (store.NodeRow, error)
 	ReleaseNodeLease(ctx context.Context, id, owner string) error
 	RecordNodePower(ctx context.Context, id, power, fault, reason, actor string) (store.NodeRow, error)
+	NodeEvent(ctx context.Context, nodeID, from, to, reason, actor string) error
 	GetImage(ctx context.Context, idOrName string) (types.Image, error)
 }
 
@@ -75,6 +76,13 @@ type ConductorConfig struct {
 	MaxAttempts int
 	// Workers bounds the nodes handled at once (default 8).
 	Workers int
+	// TokenTTL is how long a boot token may wait to be exchanged by the
+	// deploy agent (default 30 minutes); it is single-use regardless.
+	TokenTTL time.Duration
+	// Switch moves nodes' provisioning NICs on and off the provisioning
+	// network. Nil leaves the fabric alone: nodes then stay on the
+	// provisioning network when active.
+	Switch SwitchPort
 	// Logger receives the conductor's messages.
 	Logger *slog.Logger
 }
@@ -91,6 +99,7 @@ func (c *ConductorConfig) defaults() {
 	def(&c.InspectTimeout, 10*time.Minute)
 	def(&c.DeployTimeout, 30*time.Minute)
 	def(&c.CleanTimeout, 15*time.Minute)
+	def(&c.TokenTTL, 30*time.Minute)
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 2
 	}
@@ -333,7 +342,8 @@ func (c *Conductor) fail(ctx context.Context, seen store.NodeRow, reason string)
 		if n.State != seen.State || n.Step != seen.Step {
 			return "", &store.NodeStateError{NodeID: n.ID, State: n.State, Want: []string{seen.State}}
 		}
-		n.State, n.Step, n.LastError, n.AgentToken, n.Target = types.NodeError, "", reason, "", ""
+		n.State, n.Step, n.LastError, n.Target = types.NodeError, "", reason, ""
+		n.ClearAgentCredentials()
 		n.SetDeadline(time.Time{})
 		return reason, nil
 	}, store.MarkServerError(reason))
@@ -442,14 +452,17 @@ func (c *Conductor) bootRamdisk(ctx context.Context, r store.NodeRow, mode strin
 			return c.fail(ctx, r, "prepare image "+img.ID+": "+err.Error())
 		}
 	}
-	token := randomHex(24)
-	sealed, err := c.keys.Seal(token)
+	// A new boot token, bound to this state and attempt: it opens for
+	// nothing else, and a newer attempt's token replaces it.
+	sealed, err := SealToken(c.keys, r.State, r.Attempt+1, randomHex(24))
 	if err != nil {
 		return err
 	}
 	booting, err := c.transition(ctx, r, func(n *store.NodeRow) string {
-		n.Step, n.AgentToken = StepBooting, sealed
+		n.Step = StepBooting
 		n.Attempt++
+		n.ClearAgentCredentials()
+		n.AgentToken, n.AgentTokenExpires = sealed, time.Now().Add(c.cfg.TokenTTL).UnixMicro()
 		n.SetDeadline(time.Now().Add(timeout))
 		return ""
 	})
@@ -462,6 +475,11 @@ func (c *Conductor) bootRamdisk(ctx context.Context, r store.NodeRow, mode strin
 	bmc, err := c.bmc(booting)
 	if err != nil {
 		return c.fail(ctx, booting, err.Error())
+	}
+	// The ramdisk needs the provisioning network (after a delete the node
+	// comes back to it here, to be cleaned).
+	if err := c.setProvisioning(ctx, booting, true, "booting the deploy ramdisk ("+mode+")"); err != nil {
+		return c.fail(ctx, booting, "put the node on the provisioning network: "+err.Error())
 	}
 	if err := c.reboot(ctx, booting, bmc, BootPXE, "booting the deploy ramdisk ("+mode+")"); err != nil {
 		return c.fail(ctx, booting, "boot the deploy ramdisk: "+bmcFault(err))
@@ -497,22 +515,34 @@ func (c *Conductor) finish(ctx context.Context, r store.NodeRow, mode string) er
 	}
 	switch mode {
 	case types.AgentDeploy:
-		// Boot the written disk from now on, then restart into it.
-		if err := c.reboot(ctx, r, bmc, BootDisk, "booting the deployed disk"); err != nil {
+		// Boot the written disk from now on. The node is off while its
+		// port leaves the provisioning network, so the tenant's OS never
+		// sees that network, not even for its first DHCP request. Each
+		// call is idempotent: a conductor that resumes here repeats them.
+		if err := bmc.SetBootDevice(ctx, BootDisk); err != nil {
 			return c.fail(ctx, r, "boot the deployed disk: "+bmcFault(err))
 		}
-		var addrs []types.Address
-		if macs := r.MACList(); len(macs) > 0 {
-			addrs = append(addrs, types.Address{Network: "provisioning", IP: r.ProvisionIP, MAC: macs[0]})
+		if err := bmc.SetPower(ctx, PowerOff); err != nil {
+			return c.fail(ctx, r, "boot the deployed disk: "+bmcFault(err))
+		}
+		if err := c.setProvisioning(ctx, r, false, "deployed: a tenant's machine stays off the provisioning network"); err != nil {
+			return c.fail(ctx, r, "take the node off the provisioning network: "+err.Error())
+		}
+		if err := bmc.SetPower(ctx, PowerOn); err != nil {
+			return c.fail(ctx, r, "boot the deployed disk: "+bmcFault(err))
+		}
+		if _, err := c.store.RecordNodePower(ctx, r.ID, types.PowerOn, "", "booting the deployed disk", c.actor()); err != nil {
+			return err
 		}
 		_, err := c.store.UpdateNodeServer(ctx, r.ID, c.actor(), func(_ *store.Tx, n *store.NodeRow) (string, error) {
 			if n.State != r.State || n.Step != r.Step {
 				return "", &store.NodeStateError{NodeID: n.ID, State: n.State, Want: []string{r.State}}
 			}
-			n.State, n.Step, n.AgentToken = types.NodeActive, "", ""
+			n.State, n.Step = types.NodeActive, ""
+			n.ClearAgentCredentials()
 			n.SetDeadline(time.Time{})
 			return "image written and verified; booted from disk", nil
-		}, store.MarkServerActive(addrs))
+		}, store.MarkServerActive(nil))
 		return err
 	default:
 		if err := bmc.SetPower(ctx, PowerOff); err != nil {
@@ -520,13 +550,23 @@ func (c *Conductor) finish(ctx context.Context, r store.NodeRow, mode string) er
 		}
 		c.store.RecordNodePower(ctx, r.ID, types.PowerOff, "", mode+" done", c.actor())
 		_, err := c.transition(ctx, r, func(n *store.NodeRow) string {
-			n.Step, n.AgentToken = "", ""
+			n.Step = ""
+			n.ClearAgentCredentials()
 			n.SetDeadline(time.Time{})
-			if mode == types.AgentClean || n.Target == types.NodeAvailable {
-				n.State, n.Target = types.NodeAvailable, ""
-				if mode == types.AgentClean {
-					return "disk metadata wiped"
+			if mode == types.AgentClean {
+				why := "disks erased end to end and verified"
+				if n.CleanMode == types.CleanQuick {
+					why = "disk metadata wiped (quick)"
 				}
+				back := types.NodeAvailable
+				if n.Target == types.NodeManageable {
+					back = types.NodeManageable // a clean asked of a manageable node
+				}
+				n.State, n.Target, n.CleanMode = back, "", ""
+				return why
+			}
+			if n.Target == types.NodeAvailable {
+				n.State, n.Target = types.NodeAvailable, ""
 				return "hardware inspected"
 			}
 			n.State, n.Target = types.NodeManageable, ""
@@ -534,6 +574,30 @@ func (c *Conductor) finish(ctx context.Context, r store.NodeRow, mode string) er
 		})
 		return err
 	}
+}
+
+// setProvisioning moves the node's provisioning NIC on or off the
+// provisioning network through the switch, if one is configured, and
+// records the move in the node's history.
+func (c *Conductor) setProvisioning(ctx context.Context, r store.NodeRow, on bool, why string) error {
+	if c.cfg.Switch == nil {
+		return nil
+	}
+	macs := r.MACList()
+	if len(macs) == 0 {
+		return fmt.Errorf("node %s has no MAC: %w", r.ID, ErrNoPort)
+	}
+	if err := c.cfg.Switch.SetProvisioning(ctx, NodeNIC{NodeID: r.ID, Name: r.Name, MAC: macs[0]}, on); err != nil {
+		return err
+	}
+	to := "off the provisioning network"
+	if on {
+		to = "on the provisioning network"
+	}
+	if err := c.store.NodeEvent(ctx, r.ID, r.State, to, why, c.actor()); err != nil {
+		c.log.Warn("record switch port", "node", r.ID, "error", err)
+	}
+	return nil
 }
 
 // tearDown powers a node off and removes its server; cleaning follows.

@@ -25,6 +25,7 @@ type rig struct {
 	keys    *baremetal.Keyring
 	bmcs    *fake.Driver
 	prov    *fake.Provisioner
+	sw      *fake.Switch
 	c       *baremetal.Conductor
 	region  types.Region
 	zone    types.Zone
@@ -44,9 +45,12 @@ func newRig(t *testing.T, cfg baremetal.ConductorConfig) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, st: st, keys: keys, bmcs: fake.NewDriver(), prov: &fake.Provisioner{}}
+	r := &rig{t: t, st: st, keys: keys, bmcs: fake.NewDriver(), prov: &fake.Provisioner{}, sw: &fake.Switch{}}
 	if cfg.ID == "" {
 		cfg.ID = "a"
+	}
+	if cfg.Switch == nil {
+		cfg.Switch = r.sw
 	}
 	r.c = baremetal.NewConductor(cfg, st, r.bmcs, r.prov, keys)
 	r.region = must(t, func() (types.Region, error) { return st.CreateRegion(ctx, types.RegionCreate{Name: "dc1"}) })
@@ -130,14 +134,38 @@ func (r *rig) row(id string) store.NodeRow {
 	return must(r.t, func() (store.NodeRow, error) { return r.st.GetNodeRow(ctx, id) })
 }
 
-// agentToken is the token the iPXE script would hand the ramdisk.
+// leaseIP is the address the fake DHCP server leases to every node.
+const leaseIP = "10.79.0.11"
+
+func lease(string) string { return leaseIP }
+
+// agentToken is the boot token the iPXE script would hand the ramdisk.
 func (r *rig) agentToken(id string) string {
 	r.t.Helper()
-	tok, err := r.keys.Open(r.row(id).AgentToken)
+	tok, err := baremetal.BootToken(r.row(id), r.keys, leaseIP, leaseIP, time.Now())
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	return tok
+}
+
+// session exchanges the node's boot token for the agent's session token,
+// as the deploy agent does first.
+func (r *rig) session(id string) string {
+	r.t.Helper()
+	w, err := baremetal.ClaimWork(ctx, r.st, r.keys, id, r.agentToken(id), leaseIP, lease)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return w.Token
+}
+
+// report sends an agent report with a fresh session.
+func (r *rig) report(id string, rep types.AgentReport) store.NodeRow {
+	r.t.Helper()
+	return must(r.t, func() (store.NodeRow, error) {
+		return baremetal.ApplyAgentReport(ctx, r.st, r.keys, id, r.session(id), leaseIP, rep)
+	})
 }
 
 func (r *rig) events(id string) []string {
@@ -147,7 +175,7 @@ func (r *rig) events(id string) []string {
 	})
 	var out []string
 	for _, e := range l.Items {
-		if !strings.HasPrefix(e.To, "power") && !strings.HasPrefix(e.To, "bmc") {
+		if !strings.Contains(e.To, " ") { // states, not power, BMC or switch events
 			out = append(out, e.To)
 		}
 	}
@@ -205,12 +233,10 @@ func TestProvideInspects(t *testing.T) {
 	})
 	hw := types.NodeHardware{CPUs: 1, RAMMiB: 230, Disks: []types.NodeDisk{{Name: "vda", SizeBytes: 1 << 30}}}
 	// A wrong token is refused.
-	if _, err := baremetal.ApplyAgentReport(ctx, r.st, r.keys, n.ID, "forged", types.AgentReport{Mode: "inspect", Done: true, OK: true}); !errors.Is(err, baremetal.ErrBadToken) {
+	if _, err := baremetal.ApplyAgentReport(ctx, r.st, r.keys, n.ID, "forged", leaseIP, types.AgentReport{Mode: "inspect", Done: true, OK: true}); !errors.Is(err, baremetal.ErrBadToken) {
 		t.Errorf("forged token: %v", err)
 	}
-	must(t, func() (store.NodeRow, error) {
-		return baremetal.ApplyAgentReport(ctx, r.st, r.keys, n.ID, r.agentToken(n.ID), types.AgentReport{Mode: "inspect", Hardware: hw, Done: true, OK: true})
-	})
+	r.report(n.ID, types.AgentReport{Mode: "inspect", Hardware: hw, Done: true, OK: true})
 	row = r.settle(n.ID)
 	if row.State != types.NodeAvailable || !cmp.Equal(row.HardwareInfo(), hw) || row.PowerState != types.PowerOff || row.AgentToken != "" {
 		t.Errorf("after inspection: %s hw %+v power %s", row.State, row.HardwareInfo(), row.PowerState)
@@ -253,15 +279,27 @@ func TestDeployAndClean(t *testing.T) {
 	if row.State != types.NodeDeploying || row.Step != baremetal.StepWaitAgent {
 		t.Fatalf("deploying: %s/%s", row.State, row.Step)
 	}
+	const mac1 = "52:54:00:00:00:01"
 	if diff := cmp.Diff([]string{r.image.ID}, r.prov.Images); diff != "" {
 		t.Errorf("images prepared: %s", diff)
 	}
-	must(t, func() (store.NodeRow, error) {
-		return baremetal.ApplyAgentReport(ctx, r.st, r.keys, n.ID, r.agentToken(n.ID), types.AgentReport{Mode: "deploy", Done: true, OK: true, SHA256: "x"})
-	})
+	if !r.sw.OnProvisioning(mac1) {
+		t.Error("deploying node is off the provisioning network")
+	}
+	r.report(n.ID, types.AgentReport{Mode: "deploy", Done: true, OK: true, SHA256: "x"})
 	row = r.settle(n.ID)
 	if row.State != types.NodeActive {
 		t.Fatalf("after deploy: %s (%s)", row.State, row.LastError)
+	}
+	if r.sw.OnProvisioning(mac1) {
+		t.Error("active node is still on the provisioning network")
+	}
+	// Its port left the provisioning network while it was off: the
+	// tenant's OS never saw it.
+	var order []string
+	r.bmcs.Do(m, func(m *fake.Machine) { order = m.Calls[len(m.Calls)-3:] })
+	if diff := cmp.Diff([]string{"boot disk", "power off", "power on"}, order); diff != "" {
+		t.Errorf("last BMC calls (-want +got):\n%s", diff)
 	}
 	r.bmcs.Do(m, func(m *fake.Machine) {
 		if m.Boot != baremetal.BootDisk || m.Power != types.PowerOn {
@@ -269,9 +307,8 @@ func TestDeployAndClean(t *testing.T) {
 		}
 	})
 	got := must(t, func() (types.Server, error) { return r.st.GetServer(ctx, srv.ID) })
-	want := []types.Address{{Network: "provisioning", IP: "10.79.0.11", MAC: "52:54:00:00:00:01"}}
-	if got.State != types.ServerActive || !cmp.Equal(got.Addresses, want) || got.NodeID != n.ID {
-		t.Errorf("server = %s %+v node %s", got.State, got.Addresses, got.NodeID)
+	if got.State != types.ServerActive || len(got.Addresses) != 0 || got.NodeID != n.ID {
+		t.Errorf("server = %s %+v node %s (no provisioning address: the node left that network)", got.State, got.Addresses, got.NodeID)
 	}
 
 	must(t, func() (types.Server, error) { return r.st.BeginBaremetalDelete(ctx, srv.ID, 0, "test") })
@@ -282,8 +319,17 @@ func TestDeployAndClean(t *testing.T) {
 	if _, err := r.st.GetServer(ctx, srv.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("server after delete: %v", err)
 	}
+	if !r.sw.OnProvisioning(mac1) {
+		t.Error("node being cleaned is not back on the provisioning network")
+	}
+	work := must(t, func() (types.AgentWork, error) {
+		return baremetal.ClaimWork(ctx, r.st, r.keys, n.ID, r.agentToken(n.ID), leaseIP, lease)
+	})
+	if work.Mode != types.AgentClean || work.Clean != types.CleanFull {
+		t.Errorf("cleaning work = %+v, want a full clean by default", work)
+	}
 	must(t, func() (store.NodeRow, error) {
-		return baremetal.ApplyAgentReport(ctx, r.st, r.keys, n.ID, r.agentToken(n.ID), types.AgentReport{Mode: "clean", Done: true, OK: true})
+		return baremetal.ApplyAgentReport(ctx, r.st, r.keys, n.ID, work.Token, leaseIP, types.AgentReport{Mode: "clean", Done: true, OK: true})
 	})
 	row = r.settle(n.ID)
 	if row.State != types.NodeAvailable || row.PowerState != types.PowerOff {
@@ -301,10 +347,7 @@ func TestAgentFailure(t *testing.T) {
 	r := newRig(t, baremetal.ConductorConfig{})
 	n, srv, _ := r.claimed("bm1", 9631)
 	r.settle(n.ID)
-	must(t, func() (store.NodeRow, error) {
-		return baremetal.ApplyAgentReport(ctx, r.st, r.keys, n.ID, r.agentToken(n.ID),
-			types.AgentReport{Mode: "deploy", Done: true, Error: "checksum mismatch: got 1, want 2"})
-	})
+	r.report(n.ID, types.AgentReport{Mode: "deploy", Done: true, Error: "checksum mismatch: got 1, want 2"})
 	row := r.row(n.ID)
 	got := must(t, func() (types.Server, error) { return r.st.GetServer(ctx, srv.ID) })
 	if row.State != types.NodeError || !strings.Contains(row.LastError, "checksum mismatch") || got.State != types.ServerError ||
@@ -360,7 +403,10 @@ func TestResumeAfterConductorDies(t *testing.T) {
 	if row.Step != baremetal.StepWaitAgent || row.Attempt != 2 || row.LeaseOwner != "b" {
 		t.Fatalf("after takeover: step %s attempt %d owner %s", row.Step, row.Attempt, row.LeaseOwner)
 	}
-	if _, err := baremetal.ApplyAgentReport(ctx, r.st, r.keys, n.ID, "old-token", types.AgentReport{Mode: "deploy", Done: true, OK: true}); !errors.Is(err, baremetal.ErrBadToken) {
+	if _, err := baremetal.ClaimWork(ctx, r.st, r.keys, n.ID, "old-token", leaseIP, lease); !errors.Is(err, baremetal.ErrBadToken) {
+		t.Errorf("the interrupted attempt's agent claimed work: %v", err)
+	}
+	if _, err := baremetal.ApplyAgentReport(ctx, r.st, r.keys, n.ID, "old-token", leaseIP, types.AgentReport{Mode: "deploy", Done: true, OK: true}); !errors.Is(err, baremetal.ErrBadToken) {
 		t.Errorf("the interrupted attempt's agent reported: %v", err)
 	}
 	// b dies while booting too: the next conductor gives up cleanly.

@@ -17,7 +17,9 @@ import (
 //	provide      manageable → (target available); available → no change
 //	inspect      manageable, available → inspecting (then back to manageable)
 //	maintenance  enroll, manageable, available, error (no server) → maintenance
-func Provision(r *store.NodeRow, target string) (string, error) {
+//	clean        manageable, available (no server) → cleaning (then back);
+//	             quick wipes disk metadata only, else the whole disk
+func Provision(r *store.NodeRow, target string, quick bool) (string, error) {
 	idle := []string{types.NodeEnroll, types.NodeManageable, types.NodeAvailable, types.NodeError, types.NodeMaintenance}
 	switch target {
 	case types.TargetManage:
@@ -48,6 +50,19 @@ func Provision(r *store.NodeRow, target string) (string, error) {
 		}
 		r.State, r.Target, r.Step = types.NodeMaintenance, "", ""
 		return "maintenance requested", nil
+	case types.TargetClean:
+		if err := requireIdle(r, types.NodeManageable, types.NodeAvailable); err != nil {
+			return "", err
+		}
+		r.CleanMode = types.CleanFull
+		if quick {
+			r.CleanMode = types.CleanQuick
+		}
+		r.Target = r.State
+		r.State, r.Step, r.Attempt, r.LastError = types.NodeCleaning, "", 0, ""
+		r.SetDeadline(time.Time{})
+		r.ClearAgentCredentials()
+		return "cleaning requested (" + r.CleanMode + ")", nil
 	}
 	return "", fmt.Errorf("unknown provisioning target %q", target)
 }

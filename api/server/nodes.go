@@ -228,7 +228,7 @@ func (s *Server) enrolNode(c echo.Context) error {
 	}
 	n, err := s.store.CreateNode(ctx, store.NodeEnrolment{Name: in.Name, RegionID: region.ID, ZoneID: zone.ID, AggregateID: aggID,
 		BMCAddress: in.BMC.Address, BMCPort: in.BMC.Port, BMCUsername: in.BMC.Username, BMCPassword: sealed, MACs: macs,
-		ProvisionIP: in.ProvisionIP, Hardware: hw, Target: target, Actor: actor(c)})
+		ProvisionIP: in.ProvisionIP, Hardware: hw, QuickClean: in.QuickClean, Target: target, Actor: actor(c)})
 	if errors.Is(err, store.ErrExists) {
 		return types.Errorf(types.CodeAlreadyExists, "the node's name or one of its MACs is taken by another node").WithDetail("field", "name/macs")
 	}
@@ -275,6 +275,12 @@ func (s *Server) updateNode(c echo.Context) error {
 		if in.Hardware != nil {
 			r.SetHardware(*in.Hardware)
 		}
+		if in.QuickClean != nil {
+			r.QuickClean = 0
+			if *in.QuickClean {
+				r.QuickClean = 1
+			}
+		}
 		if in.BMC == nil {
 			return "", nil
 		}
@@ -317,15 +323,19 @@ func (s *Server) provisionNode(c echo.Context) error {
 	if err := s.decode(c, &in); err != nil {
 		return err
 	}
-	if err := checkOneOf("target", in.Target, types.TargetManage, types.TargetProvide, types.TargetInspect, types.TargetMaintenance); err != nil {
+	if err := checkOneOf("target", in.Target, types.TargetManage, types.TargetProvide, types.TargetInspect, types.TargetMaintenance,
+		types.TargetClean); err != nil {
 		return err
+	}
+	if in.Quick && in.Target != types.TargetClean {
+		return types.FieldError("quick", "applies to the target %q only", types.TargetClean)
 	}
 	rev, err := ifMatch(c)
 	if err != nil {
 		return err
 	}
 	row, err := s.store.ChangeNode(c.Request().Context(), c.Param("id"), rev, actor(c), func(_ *store.Tx, r *store.NodeRow) (string, error) {
-		return baremetal.Provision(r, in.Target)
+		return baremetal.Provision(r, in.Target, in.Quick)
 	})
 	if err != nil {
 		return nodeError(err)

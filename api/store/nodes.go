@@ -22,7 +22,8 @@ var nodeTable = table{
 	cols: []string{"id", "revision", "created_at", "updated_at", "name", "region_id", "zone_id", "aggregate_id",
 		"bmc_address", "bmc_port", "bmc_username", "bmc_password", "macs", "provision_ip", "hardware", "state", "target",
 		"step", "last_error", "power_state", "power_checked_at", "bmc_fault", "server_id", "image_id", "agent_token",
-		"attempt", "deadline", "lease_owner", "lease_expires", "state_changed_at"},
+		"attempt", "deadline", "lease_owner", "lease_expires", "state_changed_at", "agent_token_expires", "agent_token_used_at",
+		"agent_session", "agent_ip", "quick_clean", "clean_mode"},
 	filters: map[string]string{
 		"region":    "region_id = ?",
 		"zone":      "zone_id = ?",
@@ -86,6 +87,24 @@ type NodeRow struct {
 	LeaseOwner     string `db:"lease_owner"`
 	LeaseExpires   int64  `db:"lease_expires"`
 	StateChangedAt int64  `db:"state_changed_at"`
+	// AgentTokenExpires ends the boot token (AgentToken); AgentTokenUsedAt
+	// is when the deploy agent exchanged it for its work (0: not yet).
+	AgentTokenExpires int64 `db:"agent_token_expires"`
+	AgentTokenUsedAt  int64 `db:"agent_token_used_at"`
+	// AgentSession is the sealed credential the agent uses after the
+	// exchange, from AgentIP only.
+	AgentSession string `db:"agent_session"`
+	AgentIP      string `db:"agent_ip"`
+	// QuickClean (1) makes the cleaning after a server delete wipe
+	// metadata only; CleanMode is the mode of the cleaning in progress.
+	QuickClean int    `db:"quick_clean"`
+	CleanMode  string `db:"clean_mode"`
+}
+
+// ClearAgentCredentials forgets the boot token and the agent session:
+// the step that issued them is over.
+func (r *NodeRow) ClearAgentCredentials() {
+	r.AgentToken, r.AgentTokenExpires, r.AgentTokenUsedAt, r.AgentSession, r.AgentIP = "", 0, 0, "", ""
 }
 
 // MACList returns the node's MACs.
@@ -127,7 +146,10 @@ func (r NodeRow) API() types.Node {
 		BMC: types.NodeBMC{Address: r.BMCAddress, Port: r.BMCPort, Username: r.BMCUsername}, MACs: r.MACList(),
 		ProvisionIP: r.ProvisionIP, Hardware: r.HardwareInfo(), State: r.State, Target: r.Target, Step: r.Step,
 		LastError: r.LastError, PowerState: r.PowerState, BMCFault: r.BMCFault, ServerID: r.ServerID,
-		StateChangedAt: fromMicros(r.StateChangedAt)}
+		QuickClean: r.QuickClean != 0, StateChangedAt: fromMicros(r.StateChangedAt)}
+	if r.State == types.NodeCleaning {
+		n.CleanMode = r.CleanMode
+	}
 	if r.PowerCheckedAt > 0 {
 		t := fromMicros(r.PowerCheckedAt)
 		n.PowerCheckedAt = &t
@@ -151,6 +173,9 @@ type NodeEnrolment struct {
 	MACs                                 []string
 	ProvisionIP                          string
 	Hardware                             types.NodeHardware
+	// QuickClean makes the cleaning after a server delete wipe metadata
+	// only (default: the whole disk).
+	QuickClean bool
 	// Target is "manageable" or "available": where the conductor takes
 	// the node after verifying its BMC.
 	Target string
@@ -165,6 +190,9 @@ func (s *Store) CreateNode(ctx context.Context, in NodeEnrolment) (types.Node, e
 		AggregateID: in.AggregateID, BMCAddress: in.BMCAddress, BMCPort: in.BMCPort, BMCUsername: in.BMCUsername,
 		BMCPassword: in.BMCPassword, MACs: toJSON(in.MACs), ProvisionIP: in.ProvisionIP, Hardware: toJSON(in.Hardware),
 		State: types.NodeEnroll, Target: in.Target, PowerState: types.PowerUnknown, StateChangedAt: now}
+	if in.QuickClean {
+		row.QuickClean = 1
+	}
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return types.Node{}, fmt.Errorf("create node: %w", err)
@@ -668,8 +696,13 @@ func (s *Store) DetachNodeServer(ctx context.Context, nodeID, actor string) (Nod
 				return "", fmt.Errorf("delete server %s: %w", r.ServerID, err)
 			}
 		}
-		reason := "server " + r.ServerID + " removed; wiping disk metadata"
-		r.State, r.Step, r.ServerID, r.ImageID, r.Attempt, r.AgentToken = types.NodeCleaning, "", "", "", 0, ""
+		r.CleanMode = types.CleanFull
+		if r.QuickClean != 0 {
+			r.CleanMode = types.CleanQuick
+		}
+		reason := "server " + r.ServerID + " removed; cleaning (" + r.CleanMode + ")"
+		r.State, r.Step, r.ServerID, r.ImageID, r.Attempt = types.NodeCleaning, "", "", "", 0
+		r.ClearAgentCredentials()
 		r.SetDeadline(time.Time{})
 		return reason, nil
 	})

@@ -52,6 +52,10 @@ const (
 	TargetInspect = "inspect"
 	// TargetMaintenance takes an idle node out of service.
 	TargetMaintenance = "maintenance"
+	// TargetClean erases the disks of an idle node without a server
+	// (manageable or available), then returns it to that state; with
+	// NodeProvision.Quick only their metadata.
+	TargetClean = "clean"
 )
 
 // Deploy-agent modes, named on the ramdisk's kernel command line.
@@ -139,8 +143,14 @@ type Node struct {
 	// Conductor is the corrald replica driving the node right now.
 	Conductor string `json:"conductor,omitempty"`
 	// Deadline is when the current step times out into error.
-	Deadline       *time.Time `json:"deadline,omitempty"`
-	StateChangedAt time.Time  `json:"state_changed_at"`
+	Deadline *time.Time `json:"deadline,omitempty"`
+	// QuickClean makes the cleaning after a server delete wipe disk
+	// metadata only; by default the whole disk is erased.
+	QuickClean bool `json:"quick_clean,omitempty"`
+	// CleanMode is the mode of the cleaning in progress: CleanFull or
+	// CleanQuick.
+	CleanMode      string    `json:"clean_mode,omitempty"`
+	StateChangedAt time.Time `json:"state_changed_at"`
 }
 
 // NodeCreate enrols a node. Region, Zone and Aggregate are IDs or names.
@@ -155,6 +165,8 @@ type NodeCreate struct {
 	ProvisionIP string        `json:"provision_ip,omitempty"`
 	Hardware    *NodeHardware `json:"hardware,omitempty"`
 	Provide     bool          `json:"provide,omitempty"`
+	// QuickClean: see Node.QuickClean.
+	QuickClean bool `json:"quick_clean,omitempty"`
 }
 
 // NodeUpdate changes the fields that are set. New BMC credentials are
@@ -163,12 +175,17 @@ type NodeUpdate struct {
 	Name     *string        `json:"name,omitempty"`
 	BMC      *NodeBMCCreate `json:"bmc,omitempty"`
 	Hardware *NodeHardware  `json:"hardware,omitempty"`
+	// QuickClean: see Node.QuickClean.
+	QuickClean *bool `json:"quick_clean,omitempty"`
 }
 
 // NodeProvision asks the conductor to take a node somewhere: one of the
 // Target constants.
 type NodeProvision struct {
 	Target string `json:"target"`
+	// Quick, with target "clean", wipes disk metadata only instead of
+	// the whole disk.
+	Quick bool `json:"quick,omitempty"`
 }
 
 // NodePower is a power operation: one of the PowerOp constants.
@@ -208,4 +225,24 @@ type AgentReport struct {
 	Disk   string `json:"disk,omitempty"`
 	SHA256 string `json:"sha256,omitempty"`
 	Bytes  int64  `json:"bytes,omitempty"`
+}
+
+// Cleaning modes.
+const (
+	// CleanFull erases every disk end to end (discard where the device
+	// supports it, then zeroes), and verifies that it reads back zeroes.
+	CleanFull = "full"
+	// CleanQuick wipes the first and last MiB of every disk: partition
+	// tables, RAID and LVM metadata.
+	CleanQuick = "quick"
+)
+
+// AgentWork is what corrald answers a deploy agent that exchanges its
+// boot token (once): a session token for the rest of its work, valid
+// from the agent's DHCP address until Expires, and the work itself.
+type AgentWork struct {
+	Token   string    `json:"token"`
+	Mode    string    `json:"mode"`
+	Clean   string    `json:"clean,omitempty"`
+	Expires time.Time `json:"expires"`
 }

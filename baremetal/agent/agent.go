@@ -1,6 +1,9 @@
 // Package agent is the deploy agent that runs in the deploy ramdisk on a
 // bare-metal node. It reads its orders from the kernel command line
-// (corral.url, corral.node, corral.token, corral.mode), reports the node's
+// (corral.url, corral.node, corral.token, corral.mode), exchanges the
+// single-use boot token for its work and a session token (POST
+// /agent/claim: corrald refuses a second exchange, an expired token, and
+// any request not from the node's DHCP address), reports the node's
 // hardware, and then:
 //
 //   - inspect: reports done;
@@ -8,12 +11,18 @@
 //     checking the stream against the image's SHA-256, flushes it to the
 //     device (O_DIRECT when the device allows it, fsync always), reads the
 //     written bytes back and reports their digest;
-//   - clean: wipes the first and last MiB of every disk (partition tables,
-//     RAID and LVM metadata live there), which is what a node needs before
-//     its next tenant; a full erase is far slower and left to operators.
+//   - clean, full (the default): erases every disk end to end (discard
+//     where the device supports it, then zeroes with BLKZEROOUT, or
+//     written when the device cannot), then reads every byte back to
+//     verify that it is zero;
+//   - clean, quick: wipes the first and last MiB of every disk (partition
+//     tables, RAID and LVM metadata live there).
 //
-// Every request to corrald is retried with backoff for a few minutes, so
-// a corrald restart in the middle of a deploy is survived.
+// The agent's disk I/O (image copy, erase, verification) runs in the idle
+// I/O class (ionice -c3), so that it yields to anything else on the
+// device. Every request to corrald is retried with backoff for a few
+// minutes, so a corrald restart in the middle of a deploy is survived;
+// 401, 403 and 409 are final.
 package agent
 
 import (
@@ -33,6 +42,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/corral-cloud/corral/api/types"
 )
@@ -75,6 +85,9 @@ type Agent struct {
 	Client *http.Client
 	// RetryFor bounds the retries of each request (default 5 minutes).
 	RetryFor time.Duration
+
+	// work is what the boot token was exchanged for; session its token.
+	work types.AgentWork
 }
 
 func (a *Agent) logf(format string, args ...any) {
@@ -90,6 +103,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.RetryFor == 0 {
 		a.RetryFor = 5 * time.Minute
 	}
+	if err := setIdleIO(); err != nil {
+		a.logf("could not lower the I/O priority to idle: %v", err)
+	}
+	if err := a.claim(ctx); err != nil {
+		return err
+	}
 	hw := a.Hardware()
 	a.logf("node %s: %s; %d cpus, %d MiB, disks %v", a.Node, a.Mode, hw.CPUs, hw.RAMMiB, hw.Disks)
 	rep := types.AgentReport{Mode: a.Mode, Hardware: hw, MACs: a.MACs()}
@@ -102,7 +121,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	case types.AgentDeploy:
 		rep.Disk, rep.SHA256, rep.Bytes, err = a.deploy(ctx, hw)
 	case types.AgentClean:
-		err = a.clean(hw)
+		if a.work.Clean == types.CleanQuick {
+			err = a.clean(hw)
+		} else {
+			err = a.erase(hw)
+		}
 	default:
 		err = fmt.Errorf("unknown mode %q", a.Mode)
 	}
@@ -200,15 +223,55 @@ func (a *Agent) request(ctx context.Context, method, path string, body []byte) (
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.Token)
+	token := a.work.Token
+	if path == "/agent/claim" {
+		token = a.Token
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	return a.Client.Do(req)
 }
 
-// report sends a report; 403 (a newer attempt replaced this one) and 409
-// are final.
+// final reports whether corrald's answer ends the agent's work: a refused
+// credential (401, 403: expired, replayed, or a newer attempt replaced
+// this one) or a node that moved on (409).
+func final(code int) bool {
+	return code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusConflict
+}
+
+// claim exchanges the boot token, once, for the work and a session token.
+// The exchange is not retried after a refusal: the boot token is
+// single-use.
+func (a *Agent) claim(ctx context.Context) error {
+	return a.retry(ctx, "claim", func() (bool, error) {
+		resp, err := a.request(ctx, http.MethodPost, "/agent/claim", nil)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			var w types.AgentWork
+			if err := json.Unmarshal(msg, &w); err != nil || w.Token == "" {
+				return false, fmt.Errorf("bad answer to the claim: %q", msg)
+			}
+			if w.Mode != a.Mode {
+				return true, fmt.Errorf("corrald gave %s work, the command line says %s", w.Mode, a.Mode)
+			}
+			a.work = w
+			return false, nil
+		case final(resp.StatusCode):
+			return true, fmt.Errorf("corrald refused the boot token (%d): %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+		}
+		return false, fmt.Errorf("claim: corrald answered %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+	})
+}
+
+// report sends a report; 401, 403 (a newer attempt replaced this one) and
+// 409 are final.
 func (a *Agent) report(ctx context.Context, rep types.AgentReport) error {
 	body, _ := json.Marshal(rep)
 	return a.retry(ctx, "report", func() (bool, error) {
@@ -221,7 +284,7 @@ func (a *Agent) report(ctx context.Context, rep types.AgentReport) error {
 		switch {
 		case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
 			return false, nil
-		case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusConflict:
+		case final(resp.StatusCode):
 			return true, fmt.Errorf("corrald refused the report: %s", strings.TrimSpace(string(msg)))
 		}
 		return false, fmt.Errorf("corrald answered %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
@@ -239,7 +302,7 @@ func (a *Agent) deploy(ctx context.Context, hw types.NodeHardware) (string, stri
 			return false, err
 		}
 		defer resp.Body.Close()
-		if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusConflict {
+		if final(resp.StatusCode) {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			return true, fmt.Errorf("corrald refused the image: %s", strings.TrimSpace(string(msg)))
 		}
@@ -399,10 +462,10 @@ func readBackBuffered(dev string, size int64, h interface{ Write([]byte) (int, e
 	return hex.EncodeToString(h.(interface{ Sum([]byte) []byte }).Sum(nil)), nil
 }
 
-// wipe is how much of each end of a disk cleaning zeroes.
+// wipe is how much of each end of a disk a quick clean zeroes.
 const wipe = 1 << 20
 
-// clean zeroes the first and last MiB of every disk and flushes.
+// clean (quick) zeroes the first and last MiB of every disk and flushes.
 func (a *Agent) clean(hw types.NodeHardware) error {
 	if len(hw.Disks) == 0 {
 		return errors.New("no disks found to clean")
@@ -429,6 +492,168 @@ func (a *Agent) clean(hw types.NodeHardware) error {
 		}
 		f.Close()
 		a.logf("wiped the first and last MiB of /dev/%s", d.Name)
+	}
+	return nil
+}
+
+// Linux block-device ioctls (linux/fs.h): _IO(0x12, 119) and
+// _IO(0x12, 127); both take a [start, length] pair of uint64 in bytes.
+const (
+	ioctlBLKDISCARD = 0x1277
+	ioctlBLKZEROOUT = 0x127f
+)
+
+func blkRange(f *os.File, req uintptr, size int64) error {
+	r := [2]uint64{0, uint64(size)}
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), req, uintptr(unsafe.Pointer(&r[0]))); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// erase (full clean) erases every disk end to end and verifies it: the
+// device discards its blocks where it supports discard (SSDs and thin
+// volumes free them), then is zeroed by BLKZEROOUT (the device's
+// write-zeroes command when it has one) or, where that ioctl is missing,
+// by writing zeroes; then it is flushed and read back, every byte, and
+// must be zero. Discard alone is not trusted to zero.
+func (a *Agent) erase(hw types.NodeHardware) error {
+	if len(hw.Disks) == 0 {
+		return errors.New("no disks found to clean")
+	}
+	for _, d := range hw.Disks {
+		dev := a.path("/dev/" + d.Name)
+		f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("erase %s: %w", d.Name, err)
+		}
+		how := "zeroed"
+		if b, err := os.ReadFile(a.path("/sys/block/" + d.Name + "/queue/discard_max_bytes")); err == nil && strings.TrimSpace(string(b)) != "0" {
+			if err := blkRange(f, ioctlBLKDISCARD, d.SizeBytes); err == nil {
+				how = "discarded and zeroed"
+			}
+		}
+		if err := blkRange(f, ioctlBLKZEROOUT, d.SizeBytes); err != nil {
+			f.Close()
+			if err := zeroFill(dev, d.SizeBytes); err != nil {
+				return fmt.Errorf("erase %s: %w", d.Name, err)
+			}
+			how = "written with zeroes"
+		} else {
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return fmt.Errorf("erase %s: fsync: %w", d.Name, err)
+			}
+			f.Close()
+		}
+		if err := verifyZero(dev, d.SizeBytes); err != nil {
+			return fmt.Errorf("erase %s: verify: %w", d.Name, err)
+		}
+		a.logf("erased /dev/%s end to end (%d bytes %s) and verified that it reads back zeroes", d.Name, d.SizeBytes, how)
+	}
+	return nil
+}
+
+// zeroFill writes zeroes over the first size bytes of the device, in
+// whole blocks with O_DIRECT where allowed, and flushes.
+func zeroFill(dev string, size int64) error {
+	f, _, err := openDirect(dev, os.O_WRONLY)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf, free, err := alignedBuffer(blockSize)
+	if err != nil {
+		return err
+	}
+	defer free()
+	clear(buf)
+	for off := int64(0); off < size; {
+		n := min(int64(blockSize), size-off)
+		if n < blockSize {
+			// A partial block cannot go out with O_DIRECT.
+			g, err := os.OpenFile(dev, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			_, err = g.WriteAt(buf[:n], off)
+			if serr := g.Sync(); err == nil {
+				err = serr
+			}
+			g.Close()
+			if err != nil {
+				return fmt.Errorf("write at %d: %w", off, err)
+			}
+		} else if _, err := f.WriteAt(buf[:n], off); err != nil {
+			return fmt.Errorf("write at %d: %w", off, err)
+		}
+		off += n
+	}
+	return f.Sync()
+}
+
+// verifyZero reads the first size bytes of the device, past the page
+// cache where O_DIRECT is allowed, and fails at the first non-zero byte.
+func verifyZero(dev string, size int64) error {
+	f, direct, err := openDirect(dev, os.O_RDONLY)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf, free, err := alignedBuffer(blockSize)
+	if err != nil {
+		return err
+	}
+	defer free()
+	zero := make([]byte, blockSize)
+	for off := int64(0); off < size; {
+		n, err := f.ReadAt(buf, off)
+		if n == 0 && err != nil {
+			if direct && errors.Is(err, syscall.EINVAL) {
+				// The tail is not a whole block: read it buffered.
+				g, gerr := os.Open(dev)
+				if gerr != nil {
+					return gerr
+				}
+				defer g.Close()
+				f, direct = g, false
+				continue
+			}
+			return fmt.Errorf("read at %d: %w", off, err)
+		}
+		take := min(int64(n), size-off)
+		if !bytes.Equal(buf[:take], zero[:take]) {
+			i := 0
+			for buf[i] == 0 {
+				i++
+			}
+			return fmt.Errorf("byte %d is not zero after the erase", off+int64(i))
+		}
+		off += take
+	}
+	return nil
+}
+
+// setIdleIO puts every thread of the agent in the idle I/O class (like
+// ionice -c3): ioprio_set(2) with IOPRIO_WHO_PROCESS sets one thread, and
+// threads started later inherit it from the thread that starts them.
+func setIdleIO() error {
+	const (
+		ioprioWhoProcess = 1
+		ioprioIdle       = 3 << 13 // class 3, shifted by IOPRIO_CLASS_SHIFT
+	)
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if _, _, errno := syscall.Syscall(syscall.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), ioprioIdle); errno != 0 && errno != syscall.ESRCH {
+			return errno
+		}
 	}
 	return nil
 }

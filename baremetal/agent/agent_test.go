@@ -28,6 +28,12 @@ type fakeNode struct {
 	reports []types.AgentReport
 	cut     int // the first cut image downloads end early
 	srv     *httptest.Server
+	// clean is the cleaning mode the claim answers; claims counts them;
+	// refuse, if set, is the claim's refusal status.
+	clean  string
+	mode   string
+	claims int
+	refuse int
 }
 
 func newFakeNode(t *testing.T, image []byte) *fakeNode {
@@ -47,7 +53,19 @@ func newFakeNode(t *testing.T, image []byte) *fakeNode {
 	write("/dev/vda", strings.Repeat("x", 8<<20))
 	sum := sha256.Sum256(image)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer tok" || r.URL.Query().Get("node") != "node-1" {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if r.URL.Path == "/agent/claim" {
+			f.claims++
+			if r.Header.Get("Authorization") != "Bearer tok" || f.refuse != 0 || f.claims > 1 {
+				http.Error(w, "no", max(f.refuse, http.StatusForbidden))
+				return
+			}
+			json.NewEncoder(w).Encode(types.AgentWork{Token: "sess", Mode: f.mode, Clean: f.clean})
+			return
+		}
+		// After the claim, only the session token works.
+		if r.Header.Get("Authorization") != "Bearer sess" || r.URL.Query().Get("node") != "node-1" {
 			http.Error(w, "no", http.StatusForbidden)
 			return
 		}
@@ -55,10 +73,8 @@ func newFakeNode(t *testing.T, image []byte) *fakeNode {
 		case "/agent/image":
 			w.Header().Set("X-Checksum-Sha256", hex.EncodeToString(sum[:]))
 			w.Header().Set("Content-Length", itoa(len(f.image)))
-			f.mu.Lock()
 			cut := f.cut > 0
 			f.cut--
-			f.mu.Unlock()
 			if cut { // corrald dies mid-stream
 				w.Write(f.image[:len(f.image)/2])
 				panic(http.ErrAbortHandler)
@@ -67,9 +83,7 @@ func newFakeNode(t *testing.T, image []byte) *fakeNode {
 		case "/agent/report":
 			var rep types.AgentReport
 			json.NewDecoder(r.Body).Decode(&rep)
-			f.mu.Lock()
 			f.reports = append(f.reports, rep)
-			f.mu.Unlock()
 			w.WriteHeader(http.StatusNoContent)
 		}
 	}))
@@ -80,6 +94,9 @@ func newFakeNode(t *testing.T, image []byte) *fakeNode {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func (f *fakeNode) agent(mode string) *Agent {
+	f.mu.Lock()
+	f.mode = mode
+	f.mu.Unlock()
 	var log bytes.Buffer
 	return &Agent{Orders: Orders{URL: f.srv.URL, Node: "node-1", Token: "tok", Mode: mode}, Root: f.root, Log: &log,
 		RetryFor: 30 * time.Second}
@@ -134,9 +151,10 @@ func TestDeployImageTooBig(t *testing.T) {
 	}
 }
 
-// TestClean: the first and last MiB are zeroed, the middle kept.
-func TestClean(t *testing.T) {
+// TestCleanQuick: the first and last MiB are zeroed, the middle kept.
+func TestCleanQuick(t *testing.T) {
 	f := newFakeNode(t, nil)
+	f.clean = types.CleanQuick
 	if err := f.agent(types.AgentClean).Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -147,5 +165,58 @@ func TestClean(t *testing.T) {
 	}
 	if last := f.reports[len(f.reports)-1]; !last.Done || !last.OK {
 		t.Errorf("last report = %+v", last)
+	}
+}
+
+// TestCleanFull: by default every byte of the disk is zeroed and read
+// back, and the log says so.
+func TestCleanFull(t *testing.T) {
+	f := newFakeNode(t, nil)
+	a := f.agent(types.AgentClean)
+	if err := a.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	disk, _ := os.ReadFile(filepath.Join(f.root, "dev/vda"))
+	if len(disk) != 8<<20 || !bytes.Equal(disk, make([]byte, 8<<20)) {
+		t.Error("a full clean left non-zero bytes on the disk")
+	}
+	if last := f.reports[len(f.reports)-1]; !last.Done || !last.OK {
+		t.Errorf("last report = %+v", last)
+	}
+	if log := a.Log.(*bytes.Buffer).String(); !strings.Contains(log, "erased /dev/vda end to end (8388608 bytes written with zeroes) and verified") {
+		t.Errorf("log: %s", log)
+	}
+}
+
+// TestVerifyZero: a byte the erase missed is found.
+func TestVerifyZero(t *testing.T) {
+	dev := filepath.Join(t.TempDir(), "disk")
+	b := make([]byte, 3<<20+100)
+	os.WriteFile(dev, b, 0o644)
+	if err := verifyZero(dev, int64(len(b))); err != nil {
+		t.Errorf("zero disk: %v", err)
+	}
+	b[2<<20+7] = 1
+	os.WriteFile(dev, b, 0o644)
+	if err := verifyZero(dev, int64(len(b))); err == nil || !strings.Contains(err.Error(), "byte 2097159") {
+		t.Errorf("non-zero disk: %v", err)
+	}
+}
+
+// TestClaimRefused: a boot token corrald refuses (replayed, expired, not
+// from the lease) ends the agent at once: no report, no disk touched,
+// and the exchange is not retried.
+func TestClaimRefused(t *testing.T) {
+	for _, code := range []int{http.StatusForbidden, http.StatusUnauthorized} {
+		f := newFakeNode(t, nil)
+		f.refuse = code
+		err := f.agent(types.AgentClean).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "refused the boot token") {
+			t.Errorf("%d: Run = %v", code, err)
+		}
+		disk, _ := os.ReadFile(filepath.Join(f.root, "dev/vda"))
+		if len(f.reports) != 0 || f.claims != 1 || disk[0] != 'x' {
+			t.Errorf("%d: reports %+v, claims %d, disk touched %v", code, f.reports, f.claims, disk[0] != 'x')
+		}
 	}
 }

@@ -6,7 +6,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,12 +18,20 @@ import (
 	"time"
 
 	"github.com/corral-cloud/corral/api/client"
+	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/testenv"
 	"github.com/corral-cloud/corral/api/types"
+	"github.com/corral-cloud/corral/baremetal"
 	"github.com/corral-cloud/corral/baremetal/sim"
+	"github.com/jmoiron/sqlx"
+	_ "modernc.org/sqlite" // reads corrald's database
 )
 
 var ctx = context.Background()
+
+// tokenTTL is the boot tokens' time to live in the rig: long enough for a
+// loaded machine to PXE-boot the ramdisk, short enough to watch one expire.
+const tokenTTL = 2 * time.Minute
 
 var (
 	buildOnce                  sync.Once
@@ -91,7 +101,9 @@ func newRig(t testing.TB, pxe bool) *rig {
 		r.port = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
 		r.args = append(r.args, "--pxe-interface", r.net.Bridge, "--pxe-address", r.net.HostIP+"/24",
-			"--pxe-http-port", fmt.Sprint(r.port), "--pxe-ramdisk-dir", ramdiskDir)
+			"--pxe-http-port", fmt.Sprint(r.port), "--pxe-ramdisk-dir", ramdiskDir,
+			"--switch", "ovs", "--switch-provisioning-vlan", fmt.Sprint(sim.ProvisioningVLAN),
+			"--switch-parking-vlan", fmt.Sprint(sim.ParkingVLAN), "--deploy-token-ttl", tokenTTL.String())
 	}
 	r.start()
 	r.catalogue()
@@ -275,12 +287,12 @@ func TestBaremetalEndToEnd(t *testing.T) {
 	}
 	t.Logf("create → active in %s", time.Since(start).Round(time.Second))
 	n = r.get(n.Name)
-	if len(srv.Addresses) != 1 || srv.Addresses[0].MAC != mac || srv.Addresses[0].IP != n.ProvisionIP || n.ProvisionIP == "" {
-		t.Errorf("server addresses %+v, node %s at %s", srv.Addresses, mac, n.ProvisionIP)
+	if len(srv.Addresses) != 0 || n.ProvisionIP == "" {
+		t.Errorf("server addresses %+v (an active node is off the provisioning network), node %s at %s", srv.Addresses, mac, n.ProvisionIP)
 	}
-	line := sn.WaitSerial(t, "GUEST-READY bm-image", 3*time.Minute)
-	if !strings.Contains(line, "addr="+n.ProvisionIP+"/") {
-		t.Errorf("the deployed OS is not at the node's address %s: %q", n.ProvisionIP, line)
+	line := sn.WaitSerial(t, "GUEST-READY bm-image", 4*time.Minute)
+	if strings.Contains(line, "addr="+n.ProvisionIP+"/") {
+		t.Errorf("the deployed OS got the provisioning address %s: %q", n.ProvisionIP, line)
 	}
 	if !strings.Contains(sn.SerialLine("corral-deploy: written and read back"), "sha256") {
 		t.Error("the agent never reported writing and reading back the image")
@@ -291,8 +303,8 @@ func TestBaremetalEndToEnd(t *testing.T) {
 	if n = r.get(n.Name); n.State != types.NodeAvailable || n.ServerID != "" {
 		t.Fatalf("after delete: %s %q", n.State, n.LastError)
 	}
-	if sn.SerialLine("wiped the first and last MiB of /dev/vda") == "" {
-		t.Error("cleaning never wiped the disk")
+	if sn.SerialLine("erased /dev/vda end to end") == "" {
+		t.Error("cleaning never erased the disk")
 	}
 	var states []string
 	for _, e := range r.events(n.Name) {
@@ -362,4 +374,234 @@ func TestBaremetalRestartMidDeploy(t *testing.T) {
 	if deploys != 1 {
 		t.Errorf("the node entered deploying %d times", deploys)
 	}
+}
+
+// pxeURL is the rig's provisioning HTTP server.
+func (r *rig) pxeURL() string { return fmt.Sprintf("http://%s:%d", r.net.HostIP, r.port) }
+
+// ipxe asks for a node's iPXE script from the test's own address (the
+// provisioning bridge's, not the node's lease), as an attacker on the
+// provisioning network would.
+func (r *rig) ipxe(mac string) string {
+	r.t.Helper()
+	resp, err := http.Get(r.pxeURL() + "/ipxe?mac=" + mac)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// claim replays a boot token as the deploy agent's first request does.
+func (r *rig) claim(nodeID, token string) (int, string) {
+	r.t.Helper()
+	req, _ := http.NewRequest("POST", r.pxeURL()+"/agent/claim?node="+nodeID, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// bootToken reads a node's boot token from corrald's database, opened
+// with its key (what an attacker who sniffed the iPXE script would hold),
+// with its expiry and whether the agent used it.
+func (r *rig) bootToken(nodeID string) (token string, expires time.Time, used bool) {
+	r.t.Helper()
+	keys, _, err := baremetal.LoadKeyFile(filepath.Join(r.data, "bmc.key"), false)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	db, err := sqlx.Open("sqlite", "file:"+filepath.Join(r.data, "corral.db")+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer db.Close()
+	var row store.NodeRow
+	if err := db.Get(&row, "SELECT state, step, attempt, agent_token, agent_token_expires, agent_token_used_at FROM nodes WHERE id = ?", nodeID); err != nil {
+		r.t.Fatal(err)
+	}
+	if row.AgentToken == "" {
+		return "", time.Time{}, false
+	}
+	token, err = baremetal.OpenToken(row, keys, row.AgentToken)
+	if err != nil {
+		r.t.Fatalf("open the boot token of %s: %v", nodeID, err)
+	}
+	return token, time.UnixMicro(row.AgentTokenExpires), row.AgentTokenUsedAt != 0
+}
+
+// pingable reports whether ip answers ping from the provisioning side.
+func pingable(ip string) bool {
+	return exec.Command("ping", "-c", "3", "-i", "0.5", "-W", "1", ip).Run() == nil
+}
+
+// TestBaremetalDeployCredentials covers acceptance 7 of issue 10: the
+// iPXE script of a node that is not deploying, or asked for from an
+// address other than the node's DHCP lease, carries no credential; a
+// replayed boot token and an expired one are refused; an active node is
+// off the provisioning network (its switch port parked, its OS without a
+// provisioning address, no answer to ping); after delete and cleaning
+// (the whole disk by default) it is back on it.
+func TestBaremetalDeployCredentials(t *testing.T) {
+	r := newRig(t, true)
+	mac := "52:54:00:7e:00:01"
+	sn, n := r.node("bm1", mac, "secret", "--provide", "--cpus", "1", "--ram-mib", "200", "--disk-gib", "1")
+	n = r.wait(n.Name, 2*time.Minute, "available", func(n types.Node) bool { return n.State == types.NodeAvailable })
+	if script := r.ipxe(mac); strings.Contains(script, "corral.token") || !strings.Contains(script, "exit") {
+		t.Errorf("script of an available node carries a credential: %q", script)
+	}
+
+	// A second node, cabled to a switch with no DHCP, is inspected: its
+	// ramdisk never starts, so its boot token is never used and expires.
+	other := sim.NewNetwork(t, r.prefix+"x")
+	lateMAC := "52:54:00:7e:00:02"
+	late := sim.NewNode(t, r.dir, r.prefix+"late", lateMAC, other.Bridge)
+	r.ctl("node", "create", "late", "--region", "dc1", "--zone", "rack1", "--bmc-address", "127.0.0.1",
+		"--bmc-port", fmt.Sprint(late.Port), "--bmc-username", late.User, "--bmc-password", "secret", "--mac", lateMAC)
+	lateNode := r.wait("late", 2*time.Minute, "manageable", func(n types.Node) bool { return n.State == types.NodeManageable })
+	r.ctl("node", "provision", "late", "inspect")
+	r.wait("late", 2*time.Minute, "waiting for its agent", func(n types.Node) bool { return n.Step == "wait_agent" })
+	lateToken, lateExpires, _ := r.bootToken(lateNode.ID)
+	if lateToken == "" {
+		t.Fatal("no boot token for the inspected node")
+	}
+	sim.Virsh("destroy", late.Name) // it would only retry DHCP
+
+	r.ctl("server", "create", "metal-1", "--kind", "baremetal", "--flavor", "metal", "--image", "bm-image", "--project", "p")
+	r.wait(n.Name, 3*time.Minute, "booting the ramdisk", func(n types.Node) bool { return n.State == types.NodeDeploying && n.Step == "wait_agent" })
+	if script := r.ipxe(mac); strings.Contains(script, "corral.token") {
+		t.Errorf("script of a deploying node, asked from outside its lease, carries a credential: %q", script)
+	}
+	// The agent exchanges the boot token; a replay is refused.
+	var token string
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		tok, _, used := r.bootToken(n.ID)
+		if tok != "" {
+			token = tok
+		}
+		if used || (token != "" && r.get(n.Name).State != types.NodeDeploying) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deploy agent never claimed its work: %+v", r.get(n.Name))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code, body := r.claim(n.ID, token); code != http.StatusForbidden {
+		t.Errorf("replayed boot token: %d %q, want 403", code, body)
+	}
+	if script := r.ipxe(mac); strings.Contains(script, "corral.token") {
+		t.Errorf("script after the token was used carries a credential: %q", script)
+	}
+
+	var srv types.Server
+	deadline = time.Now().Add(8 * time.Minute)
+	for {
+		l, err := client.ListAll[types.Server](ctx, r.admin, "/v1/servers", nil)
+		if err != nil || len(l) != 1 {
+			t.Fatalf("servers = %+v, %v", l, err)
+		}
+		srv = l[0]
+		if srv.State == types.ServerActive || srv.State == types.ServerError || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if srv.State != types.ServerActive {
+		t.Fatalf("server %s: %s %q; node %+v", srv.ID, srv.State, srv.Fault, r.get(n.Name))
+	}
+	n = r.get(n.Name)
+	// Active: off the provisioning network. The image's OS asks for DHCP,
+	// which corrald's dnsmasq would answer for this MAC; it gets no
+	// address, and nothing answers at the node's provisioning address.
+	if got := sn.PortVLAN(t); got != sim.ParkingVLAN {
+		t.Errorf("active node's switch port on VLAN %d, want the parking VLAN %d", got, sim.ParkingVLAN)
+	}
+	acks := r.dhcpAcks(mac)
+	line := sn.WaitSerial(t, "GUEST-READY bm-image", 4*time.Minute)
+	if strings.Contains(line, n.ProvisionIP) {
+		t.Errorf("the deployed OS got the provisioning address: %q", line)
+	}
+	if got := r.dhcpAcks(mac); got != acks {
+		t.Errorf("corrald's DHCP answered the active node %d times", got-acks)
+	}
+	if pingable(n.ProvisionIP) {
+		t.Errorf("active node answers ping at %s on the provisioning network", n.ProvisionIP)
+	}
+	if len(srv.Addresses) != 0 {
+		t.Errorf("server addresses %+v: an active node has no provisioning address", srv.Addresses)
+	}
+
+	// The inspected node's token is expired by now (or soon): refused.
+	if wait := time.Until(lateExpires.Add(time.Second)); wait > 0 {
+		t.Logf("waiting %s for the boot token to expire", wait.Round(time.Second))
+		time.Sleep(wait)
+	}
+	if code, body := r.claim(lateNode.ID, lateToken); code != http.StatusUnauthorized {
+		t.Errorf("expired boot token: %d %q, want 401 (node %+v)", code, body, r.get("late"))
+	}
+	if script := r.ipxe(lateMAC); strings.Contains(script, "corral.token") {
+		t.Errorf("script with an expired token: %q", script)
+	}
+	logText, _ := os.ReadFile(r.c.LogPath)
+	for _, want := range []string{"used already (replay)", "deploy token expired"} {
+		if !strings.Contains(string(logText), want) || !strings.Contains(string(logText), "deploy credential refused") {
+			t.Errorf("corrald's log has no refusal %q", want)
+		}
+	}
+	refused := map[string]bool{}
+	for _, id := range []string{n.Name, "late"} {
+		for _, e := range r.events(id) {
+			if e.To == "credential refused" {
+				refused[id] = true
+			}
+		}
+	}
+	if !refused[n.Name] || !refused["late"] {
+		t.Errorf("refusals in the nodes' histories: %v", refused)
+	}
+
+	// Delete: the node comes back to the provisioning network to be
+	// cleaned, the whole disk by default, and stays there.
+	r.ctl("server", "delete", srv.ID)
+	r.wait(n.Name, 8*time.Minute, "cleaned", func(n types.Node) bool { return n.State == types.NodeAvailable || n.State == types.NodeError })
+	if n = r.get(n.Name); n.State != types.NodeAvailable {
+		t.Fatalf("after delete: %s %q", n.State, n.LastError)
+	}
+	if got := sn.PortVLAN(t); got != sim.ProvisioningVLAN {
+		t.Errorf("cleaned node's switch port on VLAN %d, want the provisioning VLAN %d", got, sim.ProvisioningVLAN)
+	}
+	if sn.SerialLine("erased /dev/vda end to end") == "" {
+		t.Error("cleaning did not erase the whole disk")
+	}
+	// Back on the provisioning network: powered on, it network-boots and
+	// corrald's DHCP answers it again.
+	acks = r.dhcpAcks(mac)
+	r.ctl("node", "power", n.Name, "on")
+	deadline = time.Now().Add(2 * time.Minute)
+	for r.dhcpAcks(mac) == acks {
+		if time.Now().After(deadline) {
+			t.Fatalf("the cleaned node never got its lease on the provisioning network")
+		}
+		time.Sleep(time.Second)
+	}
+	r.ctl("node", "power", n.Name, "off")
+}
+
+// dhcpAcks counts the DHCP acknowledgements corrald's dnsmasq sent a MAC.
+func (r *rig) dhcpAcks(mac string) int {
+	b, _ := os.ReadFile(filepath.Join(r.data, "pxe", "dnsmasq.log"))
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "DHCPACK") && strings.Contains(l, mac) {
+			n++
+		}
+	}
+	return n
 }

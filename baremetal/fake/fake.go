@@ -1,7 +1,8 @@
 // Package fake holds hand-written fakes of the bare-metal interfaces for
 // unit tests: a BMC whose power and boot device are plain fields and whose
-// calls can be made to fail, and a provisioning network that records what
-// it was asked.
+// calls can be made to fail, a provisioning network that records what it
+// was asked, and a switch that records which ports are on the
+// provisioning network.
 package fake
 
 import (
@@ -132,4 +133,44 @@ func (p *Provisioner) Refresh(ctx context.Context) error {
 	}
 	p.Refreshes++
 	return nil
+}
+
+// Switch is a fake baremetal.SwitchPort: which MACs are on the
+// provisioning network. A MAC never set counts as on it (a new port).
+type Switch struct {
+	mu  sync.Mutex
+	off map[string]bool
+	// Calls lists the calls made, e.g. "52:54:00:00:00:01 off".
+	Calls []string
+	// Fail makes every call fail with it.
+	Fail error
+}
+
+var _ baremetal.SwitchPort = (*Switch)(nil)
+
+// SetProvisioning records the port's state.
+func (s *Switch) SetProvisioning(ctx context.Context, nic baremetal.NodeNIC, on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Fail != nil {
+		return s.Fail
+	}
+	if s.off == nil {
+		s.off = map[string]bool{}
+	}
+	s.off[nic.MAC] = !on
+	state := "off"
+	if on {
+		state = "on"
+	}
+	s.Calls = append(s.Calls, nic.MAC+" "+state)
+	return nil
+}
+
+// OnProvisioning reports whether the MAC's port is on the provisioning
+// network.
+func (s *Switch) OnProvisioning(mac string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.off[mac]
 }

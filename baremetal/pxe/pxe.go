@@ -54,6 +54,9 @@ type Config struct {
 	TFTPRoot string
 	// Dnsmasq is the dnsmasq binary (default "dnsmasq").
 	Dnsmasq string
+	// LeaseFile is dnsmasq's lease file (default StateDir/leases): a boot
+	// token goes only to the address leased to the node's MAC.
+	LeaseFile string
 	// OnReport is called after an agent's report was recorded (to wake the
 	// conductor).
 	OnReport func()
@@ -84,6 +87,9 @@ type Service struct {
 
 	imgMu sync.Mutex
 	imgs  map[string]*sync.Mutex
+
+	refusedMu sync.Mutex
+	refused   map[string]time.Time // node → last refusal recorded in its history
 }
 
 var _ baremetal.Provisioner = (*Service)(nil)
@@ -105,6 +111,9 @@ func New(cfg Config, st Store, keys *baremetal.Keyring) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.LeaseFile == "" {
+		cfg.LeaseFile = filepath.Join(cfg.StateDir, "leases")
+	}
 	for _, f := range []string{"vmlinuz", "initrd.gz"} {
 		if _, err := os.Stat(filepath.Join(cfg.RamdiskDir, f)); err != nil {
 			return nil, fmt.Errorf("pxe: deploy ramdisk: %w (build it with baremetal/ramdisk/build.sh)", err)
@@ -113,7 +122,7 @@ func New(cfg Config, st Store, keys *baremetal.Keyring) (*Service, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "images"), 0o750); err != nil {
 		return nil, fmt.Errorf("pxe: %w", err)
 	}
-	return &Service{cfg: cfg, store: st, keys: keys, log: cfg.Logger, imgs: map[string]*sync.Mutex{},
+	return &Service{cfg: cfg, store: st, keys: keys, log: cfg.Logger, imgs: map[string]*sync.Mutex{}, refused: map[string]time.Time{},
 		base: fmt.Sprintf("http://%s", net.JoinHostPort(cfg.Address.String(), fmt.Sprint(cfg.HTTPPort)))}, nil
 }
 
@@ -128,7 +137,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	conf := baremetal.Dnsmasq(baremetal.DnsmasqConfig{Interface: s.cfg.Interface, Subnet: s.cfg.Subnet,
-		BootURL: s.base + "/boot.ipxe", TFTPRoot: s.cfg.TFTPRoot, HostsFile: s.path("hosts"), LeaseFile: s.path("leases"),
+		BootURL: s.base + "/boot.ipxe", TFTPRoot: s.cfg.TFTPRoot, HostsFile: s.path("hosts"), LeaseFile: s.cfg.LeaseFile,
 		PIDFile: s.path("dnsmasq.pid"), LogFile: s.path("dnsmasq.log")})
 	if err := os.WriteFile(s.path("dnsmasq.conf"), []byte(conf), 0o640); err != nil {
 		return fmt.Errorf("pxe: %w", err)
@@ -359,13 +368,87 @@ func (s *Service) rawSHA256(id string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// Lease returns the address dnsmasq leased to a MAC and has not expired,
+// from its lease file ("expiry MAC IP hostname client-id" per line; expiry
+// 0 is infinite), or "".
+func (s *Service) Lease(mac string) string {
+	b, err := os.ReadFile(s.cfg.LeaseFile)
+	if err != nil {
+		return ""
+	}
+	return leaseIP(string(b), mac, time.Now())
+}
+
+func leaseIP(file, mac string, now time.Time) string {
+	want, err := net.ParseMAC(mac)
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(file, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 {
+			continue
+		}
+		hw, err := net.ParseMAC(f[1])
+		if err != nil || hw.String() != want.String() {
+			continue
+		}
+		var exp int64
+		if _, err := fmt.Sscan(f[0], &exp); err != nil || (exp != 0 && exp <= now.Unix()) {
+			continue
+		}
+		if ip := net.ParseIP(f[2]); ip != nil {
+			return ip.String()
+		}
+	}
+	return ""
+}
+
+// source returns the request's source address.
+func source(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String()
+	}
+	return host
+}
+
+// refuse logs a refused deploy credential with the node, and records it
+// in the node's history at most once a minute per node (refusals are the
+// requests an attacker controls, so the history must not grow with them).
+func (s *Service) refuse(ctx context.Context, row store.NodeRow, what, src string, err error) {
+	s.log.Warn("deploy credential refused", "node", row.ID, "name", row.Name, "state", row.State, "request", what,
+		"source", src, "reason", err)
+	now := time.Now()
+	s.refusedMu.Lock()
+	last, seen := s.refused[row.ID]
+	if !seen || now.Sub(last) >= time.Minute {
+		s.refused[row.ID] = now
+		if len(s.refused) > 10000 {
+			clear(s.refused)
+		}
+	}
+	s.refusedMu.Unlock()
+	if seen && now.Sub(last) < time.Minute {
+		return
+	}
+	reason := fmt.Sprintf("%s from %s refused: %v", what, src, err)
+	if e := s.store.NodeEvent(context.WithoutCancel(ctx), row.ID, row.State, "credential refused", reason, "pxe"); e != nil {
+		s.log.Error("record refusal", "node", row.ID, "error", e)
+	}
+}
+
 // Handler serves the provisioning network's HTTP endpoints:
 //
 //	GET  /boot.ipxe            the chain script DHCP hands iPXE
 //	GET  /ipxe?mac=MAC         the node's script: the ramdisk, or exit to disk
 //	GET  /ramdisk/vmlinuz, /ramdisk/initrd.gz
-//	GET  /agent/image?node=ID  the raw image being deployed (Bearer token)
-//	POST /agent/report?node=ID the agent's report (Bearer token)
+//	POST /agent/claim?node=ID  the agent's work, once, for its boot token
+//	GET  /agent/image?node=ID  the raw image being deployed (session token)
+//	POST /agent/report?node=ID the agent's report (session token)
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /boot.ipxe", func(w http.ResponseWriter, r *http.Request) {
@@ -380,6 +463,7 @@ func (s *Service) Handler() http.Handler {
 		}
 		http.ServeFile(w, r, filepath.Join(s.cfg.RamdiskDir, f))
 	})
+	mux.HandleFunc("POST /agent/claim", s.agentClaim)
 	mux.HandleFunc("GET /agent/image", s.agentImage)
 	mux.HandleFunc("POST /agent/report", s.agentReport)
 	return mux
@@ -398,8 +482,23 @@ func (s *Service) nodeScript(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mode := baremetal.AgentMode(row.State)
-	token, terr := s.keys.Open(row.AgentToken)
-	if mode == "" || row.AgentToken == "" || terr != nil || (row.Step != baremetal.StepBooting && row.Step != baremetal.StepWaitAgent) {
+	if mode == "" || (row.Step != baremetal.StepBooting && row.Step != baremetal.StepWaitAgent) {
+		io.WriteString(w, baremetal.IPXELocal(row.Name, row.State))
+		return
+	}
+	// The boot token goes only to the address dnsmasq leased to the MAC.
+	// iPXE asks right after its DHCP exchange: give dnsmasq a moment to
+	// write the lease before deciding the source is wrong.
+	src, leased := source(r), s.Lease(hw.String())
+	for i := 0; leased != src && i < 10 && r.Context().Err() == nil; i++ {
+		time.Sleep(200 * time.Millisecond)
+		leased = s.Lease(hw.String())
+	}
+	token, err := baremetal.BootToken(row, s.keys, src, leased, time.Now())
+	if err != nil {
+		if !errors.Is(err, baremetal.ErrNotProvisioning) {
+			s.refuse(r.Context(), row, "iPXE script", src, err)
+		}
 		io.WriteString(w, baremetal.IPXELocal(row.Name, row.State))
 		return
 	}
@@ -407,22 +506,74 @@ func (s *Service) nodeScript(w http.ResponseWriter, r *http.Request) {
 		State: row.State, Mode: mode, Token: token}))
 }
 
-// agentNode checks the request's node and token.
-func (s *Service) agentNode(w http.ResponseWriter, r *http.Request) (store.NodeRow, string, bool) {
-	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	row, err := s.store.GetNodeRow(r.Context(), r.URL.Query().Get("node"))
-	if err == nil {
-		err = baremetal.CheckAgentToken(row, s.keys, token)
+// credentialStatus is the HTTP status of a refused credential.
+func credentialStatus(err error) int {
+	if errors.Is(err, baremetal.ErrTokenExpired) {
+		return http.StatusUnauthorized
 	}
+	return http.StatusForbidden
+}
+
+// agentClaim exchanges a boot token, once, for the agent's work and its
+// session token.
+func (s *Service) agentClaim(w http.ResponseWriter, r *http.Request) {
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	src := source(r)
+	row, err := s.store.GetNodeRow(r.Context(), r.URL.Query().Get("node"))
 	if err != nil {
+		s.log.Warn("deploy credential refused", "node", r.URL.Query().Get("node"), "request", "claim", "source", src, "reason", err)
 		http.Error(w, "unknown node or token not current", http.StatusForbidden)
+		return
+	}
+	work, err := baremetal.ClaimWork(r.Context(), s.store, s.keys, row.ID, token, src, s.Lease)
+	if err != nil {
+		var se *store.NodeStateError
+		if !errors.Is(err, baremetal.ErrBadToken) && !errors.Is(err, baremetal.ErrTokenUsed) && !errors.Is(err, baremetal.ErrTokenExpired) &&
+			!errors.Is(err, baremetal.ErrWrongSource) && !errors.As(err, &se) {
+			s.log.Error("claim", "node", row.ID, "error", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		s.refuse(r.Context(), row, "claim", src, err)
+		http.Error(w, "deploy token refused: "+refusal(err), credentialStatus(err))
+		return
+	}
+	s.log.Info("deploy agent claimed its work", "node", row.ID, "mode", work.Mode, "source", src)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(work)
+}
+
+// refusal says why a credential was refused, without echoing secrets or
+// addresses to the caller.
+func refusal(err error) string {
+	for _, e := range []error{baremetal.ErrTokenUsed, baremetal.ErrTokenExpired, baremetal.ErrWrongSource} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return baremetal.ErrBadToken.Error()
+}
+
+// agentNode checks the request's node and session token.
+func (s *Service) agentNode(w http.ResponseWriter, r *http.Request, what string) (store.NodeRow, string, bool) {
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	src := source(r)
+	row, err := s.store.GetNodeRow(r.Context(), r.URL.Query().Get("node"))
+	if err != nil {
+		s.log.Warn("deploy credential refused", "node", r.URL.Query().Get("node"), "request", what, "source", src, "reason", err)
+		http.Error(w, "unknown node or token not current", http.StatusForbidden)
+		return row, "", false
+	}
+	if err := baremetal.CheckAgentSession(row, s.keys, token, src, time.Now()); err != nil {
+		s.refuse(r.Context(), row, what, src, err)
+		http.Error(w, "deploy token refused: "+refusal(err), credentialStatus(err))
 		return row, "", false
 	}
 	return row, token, true
 }
 
 func (s *Service) agentImage(w http.ResponseWriter, r *http.Request) {
-	row, _, ok := s.agentNode(w, r)
+	row, _, ok := s.agentNode(w, r, "image")
 	if !ok {
 		return
 	}
@@ -447,7 +598,7 @@ func (s *Service) agentImage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) agentReport(w http.ResponseWriter, r *http.Request) {
-	row, token, ok := s.agentNode(w, r)
+	row, token, ok := s.agentNode(w, r, "report")
 	if !ok {
 		return
 	}
@@ -464,10 +615,10 @@ func (s *Service) agentReport(w http.ResponseWriter, r *http.Request) {
 			rep.OK, rep.Error = false, fmt.Sprintf("the disk's checksum %s is not the image's %s", rep.SHA256, want)
 		}
 	}
-	if _, err := baremetal.ApplyAgentReport(r.Context(), s.store, s.keys, row.ID, token, rep); err != nil {
+	if _, err := baremetal.ApplyAgentReport(r.Context(), s.store, s.keys, row.ID, token, source(r), rep); err != nil {
 		status := http.StatusConflict
-		if errors.Is(err, baremetal.ErrBadToken) {
-			status = http.StatusForbidden
+		if errors.Is(err, baremetal.ErrBadToken) || errors.Is(err, baremetal.ErrWrongSource) || errors.Is(err, baremetal.ErrTokenExpired) {
+			status = credentialStatus(err)
 		}
 		http.Error(w, err.Error(), status)
 		return

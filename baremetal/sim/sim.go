@@ -70,7 +70,15 @@ func FreeUDPPort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// Network is a provisioning bridge.
+// VLANs of the simulated switch: corrald's port and nodes on the
+// provisioning network are access ports of ProvisioningVLAN; a node off
+// it (active) is parked on ParkingVLAN.
+const (
+	ProvisioningVLAN = 100
+	ParkingVLAN      = 4094
+)
+
+// Network is a provisioning bridge (an OVS bridge: the simulated switch).
 type Network struct {
 	Bridge string
 	// HostIP is corrald's address on it; Subnet its /24.
@@ -79,7 +87,8 @@ type Network struct {
 }
 
 // NewNetwork creates a bridge named prefix+"br" with a free 10.79.X.0/24
-// and an IPv6 /64 for router advertisements.
+// and an IPv6 /64 for router advertisements, corrald's port on
+// ProvisioningVLAN.
 func NewNetwork(t testing.TB, prefix string) *Network {
 	t.Helper()
 	out, _ := exec.Command("ip", "-4", "-o", "addr").Output()
@@ -91,7 +100,7 @@ func NewNetwork(t testing.TB, prefix string) *Network {
 	}
 	n := &Network{Bridge: prefix + "br", HostIP: fmt.Sprintf("10.79.%d.1", x)}
 	_, n.Subnet, _ = net.ParseCIDR(fmt.Sprintf("10.79.%d.0/24", x))
-	Run(t, "net.sh", "create", n.Bridge, n.HostIP+"/24", fmt.Sprintf("fd00:79:%x::1/64", x))
+	Run(t, "net.sh", "create", n.Bridge, n.HostIP+"/24", fmt.Sprintf("fd00:79:%x::1/64", x), fmt.Sprint(ProvisioningVLAN))
 	t.Cleanup(func() { exec.Command(filepath.Join(Dir(), "net.sh"), "destroy", n.Bridge).Run() })
 	return n
 }
@@ -106,13 +115,15 @@ type Node struct {
 	Dir      string
 	// Serial is the serial console's log.
 	Serial string
+	// Tap is the node's switch port on the bridge.
+	Tap string
 }
 
 // NewNode creates a node (domain defined, powered off) and its BMC.
 func NewNode(t testing.TB, dir, name, mac, bridge string) *Node {
 	t.Helper()
 	n := &Node{Name: name, MAC: mac, Port: FreeUDPPort(t), User: "admin", Password: "secret", Dir: dir,
-		Serial: filepath.Join(dir, name+".serial.log")}
+		Serial: filepath.Join(dir, name+".serial.log"), Tap: name[:min(len(name), 14)] + "t"}
 	Run(t, "node.sh", "create", dir, name, mac, bridge, fmt.Sprint(n.Port), n.User, n.Password)
 	t.Cleanup(func() { exec.Command(filepath.Join(Dir(), "node.sh"), "destroy", dir, name).Run() })
 	return n
@@ -132,6 +143,18 @@ func (n *Node) bmcDir() string { return filepath.Join(n.Dir, n.Name+".bmc") }
 func Virsh(args ...string) (string, error) {
 	out, err := exec.Command("virsh", append([]string{"-c", "qemu:///system", "-q"}, args...)...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// PortVLAN returns the access VLAN of the node's switch port (0: none).
+func (n *Node) PortVLAN(t testing.TB) int {
+	t.Helper()
+	out, err := exec.Command("ovs-vsctl", "--timeout=10", "get", "port", n.Tap, "tag").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ovs-vsctl get port %s tag: %v: %s", n.Tap, err, out)
+	}
+	var tag int
+	fmt.Sscan(strings.TrimSpace(string(out)), &tag)
+	return tag
 }
 
 // DomState returns the domain's state: "running", or "off" when the

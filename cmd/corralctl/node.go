@@ -80,6 +80,7 @@ of the machine and the shell history would see it. Its first line is used.`,
 	fl.Int64Var(&hw.RAMMiB, "ram-mib", 0, "RAM in MiB, when known")
 	fl.Int64Var(&disk, "disk-gib", 0, "disk size in GiB, when known")
 	fl.BoolVar(&in.Provide, "provide", false, "make the node available once verified")
+	fl.BoolVar(&in.QuickClean, "quick-clean", false, "after a server delete, wipe disk metadata only (default: erase the whole disk)")
 	for _, f := range []string{"region", "zone", "bmc-address", "bmc-username", "mac"} {
 		create.MarkFlagRequired(f)
 	}
@@ -98,8 +99,26 @@ of the machine and the shell history would see it. Its first line is used.`,
 				return a.printObject(out)
 			})}
 	}
-	provision := post("provision ID|NAME manage|provide|inspect|maintenance", "Move a node toward a provisioning target",
+	provision := post("provision ID|NAME manage|provide|inspect|maintenance|clean", "Move a node toward a provisioning target",
 		"/provision", func(args []string) any { return types.NodeProvision{Target: args[1]} }, http.MethodPost)
+	var quick bool
+	clean := &cobra.Command{Use: "clean ID|NAME", Short: "Erase the disks of an idle node (manageable or available)",
+		Long: `Erase the disks of an idle node without a server: the deploy ramdisk
+zeroes every disk end to end and verifies it (discarding first where the
+device supports it). With --quick it wipes only the first and last MiB of
+each disk (partition tables, RAID and LVM metadata). The node returns to
+the state it was in.`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
+			var out json.RawMessage
+			_, err := a.api.c.Do(ctx, client.Request{Method: http.MethodPost, Path: objectPath(k.path, args[0]) + "/provision",
+				Body: types.NodeProvision{Target: types.TargetClean, Quick: quick}}, &out)
+			if err != nil {
+				return err
+			}
+			return a.printObject(out)
+		})}
+	clean.Flags().BoolVar(&quick, "quick", false, "wipe disk metadata only")
 	power := post("power ID|NAME on|off|cycle|soft_off", "Power a node on or off through its BMC",
 		"/power", func(args []string) any { return types.NodePower{State: args[1]} }, http.MethodPut)
 
@@ -123,7 +142,7 @@ of the machine and the shell history would see it. Its first line is used.`,
 			return writeTable(a.stdout, []string{"AT", "FROM", "TO", "ACTOR", "REASON"}, rows)
 		})}
 
-	return group("node", "Manage bare-metal nodes", listCommand(a, k), showCommand(a, k), create, provision, power, events,
+	return group("node", "Manage bare-metal nodes", listCommand(a, k), showCommand(a, k), create, provision, clean, power, events,
 		deleteCommand(a, k, true))
 }
 

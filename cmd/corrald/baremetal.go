@@ -16,6 +16,7 @@ import (
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/baremetal"
 	"github.com/corral-cloud/corral/baremetal/ipmi"
+	bmovs "github.com/corral-cloud/corral/baremetal/ovs"
 	"github.com/corral-cloud/corral/baremetal/pxe"
 )
 
@@ -29,6 +30,9 @@ type bmOptions struct {
 	inspectTimeout, deployTimeout, cleanTimeout   time.Duration
 	pxeInterface, pxeAddress, ramdiskDir, dnsmasq string
 	pxeHTTPPort                                   int
+	tokenTTL                                      time.Duration
+	switchDriver, switchBridge                    string
+	provisioningVLAN, parkingVLAN                 int
 }
 
 // baremetalFlags registers the bare-metal flags on fs.
@@ -55,6 +59,13 @@ func baremetalFlags(fs *flag.FlagSet) *bmOptions {
 	fs.IntVar(&o.pxeHTTPPort, "pxe-http-port", 8089, "port of the iPXE/ramdisk/image HTTP server on --pxe-address")
 	fs.StringVar(&o.ramdiskDir, "pxe-ramdisk-dir", "", "directory with the deploy ramdisk's vmlinuz and initrd.gz (baremetal/ramdisk/build.sh)")
 	fs.StringVar(&o.dnsmasq, "dnsmasq", "dnsmasq", "dnsmasq binary")
+	fs.DurationVar(&o.tokenTTL, "deploy-token-ttl", 30*time.Minute, "how long a node's single-use boot token (in its iPXE script) "+
+		"may wait for the deploy agent to exchange it")
+	fs.StringVar(&o.switchDriver, "switch", "", "switch driver that takes active nodes off the provisioning network: "+
+		"\"ovs\" (an Open vSwitch bridge), or empty for none (active nodes then stay on it)")
+	fs.StringVar(&o.switchBridge, "switch-bridge", "", "with --switch ovs: the only bridge whose ports are changed (default: any)")
+	fs.IntVar(&o.provisioningVLAN, "switch-provisioning-vlan", 100, "with --switch ovs: access VLAN of the provisioning network")
+	fs.IntVar(&o.parkingVLAN, "switch-parking-vlan", 4094, "with --switch ovs: access VLAN of a node off the provisioning network")
 	return o
 }
 
@@ -82,7 +93,21 @@ func startBaremetal(ctx context.Context, o *bmOptions, st *store.Store, dataDir,
 	host, _ := os.Hostname()
 	cfg := baremetal.ConductorConfig{ID: fmt.Sprintf("%s-%d", host, os.Getpid()), LeaseTTL: o.leaseTTL, Poll: o.poll,
 		SyncEvery: o.syncEvery, InspectTimeout: o.inspectTimeout, DeployTimeout: o.deployTimeout, CleanTimeout: o.cleanTimeout,
-		Logger: log.With("component", "conductor")}
+		TokenTTL: o.tokenTTL, Logger: log.With("component", "conductor")}
+	switch o.switchDriver {
+	case "":
+	case "ovs":
+		sw, err := bmovs.New(bmovs.Config{Bridge: o.switchBridge, ProvisioningVLAN: o.provisioningVLAN, ParkingVLAN: o.parkingVLAN})
+		if err != nil {
+			return server.BaremetalConfig{}, err
+		}
+		cfg.Switch = sw
+	default:
+		return server.BaremetalConfig{}, fmt.Errorf("--switch %q: want \"ovs\" or empty", o.switchDriver)
+	}
+	if o.tokenTTL <= 0 {
+		return server.BaremetalConfig{}, errors.New("--deploy-token-ttl must be positive")
+	}
 	var prov baremetal.Provisioner
 	var svc *pxe.Service
 	if o.pxeInterface != "" {
