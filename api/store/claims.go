@@ -144,9 +144,17 @@ func (s *Store) deleteServers(ctx context.Context, tx *sqlx.Tx, ids []string, if
 					WHERE id = ?`), row.State, row.GroupID, row.Revision, row.UpdatedAt, row.ID); err != nil {
 					return nil, fmt.Errorf("delete server %s: %w", row.ID, err)
 				}
+				// The explicit record the agent acts on.
+				if err := s.tombstoneFor(ctx, tx, row, types.TombstoneServerDeleted); err != nil {
+					return nil, err
+				}
 			}
 			out = append(out, row.API())
 			continue
+		}
+		// No report yet, but the agent may be building it.
+		if err := s.tombstoneFor(ctx, tx, row, types.TombstoneServerDeleted); err != nil {
+			return nil, err
 		}
 		if err := s.release(ctx, tx, row); err != nil {
 			return nil, err
@@ -172,6 +180,9 @@ func (s *Store) ReplaceServer(ctx context.Context, oldID string, claims []HostCl
 	defer tx.Rollback()
 	old, err := lockRow[ServerRow](ctx, s, tx, serverTable, oldID)
 	if err != nil {
+		return types.Server{}, err
+	}
+	if err := s.tombstoneFor(ctx, tx, old, types.TombstoneServerDeleted); err != nil {
 		return types.Server{}, err
 	}
 	if err := s.release(ctx, tx, old); err != nil {
