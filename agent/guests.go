@@ -102,6 +102,7 @@ func (l *guestLoop) watch(ctx context.Context) {
 			return
 		}
 		if err != nil {
+			l.reports.forgetSent()
 			wait := backoff.Next()
 			var apiErr *client.Error
 			if errors.As(err, &apiErr) {
@@ -282,6 +283,19 @@ type reporter struct {
 	unknown     *[]types.UnknownGuest // to send, if set
 	unknownHost string                // the host it was found on
 	sentUnknown string                // digest of the last set corrald took
+	sentAt      time.Time             // when it took it
+}
+
+// unknownRefresh re-sends an unchanged set of unknown guests this often:
+// corrald may have lost it (a database restored from a backup).
+const unknownRefresh = 10 * time.Minute
+
+// forgetSent makes the next survey send the unknown guests again, after
+// corrald was unreachable (it may have come back with another database).
+func (r *reporter) forgetSent() {
+	r.mu.Lock()
+	r.sentUnknown = ""
+	r.mu.Unlock()
 }
 
 func (r *reporter) add(st types.GuestStatus) {
@@ -306,7 +320,7 @@ func (r *reporter) wake() {
 func (r *reporter) setUnknown(hostID string, unknown []types.UnknownGuest) {
 	digest := unknownDigest(hostID, unknown)
 	r.mu.Lock()
-	if digest == r.sentUnknown {
+	if digest == r.sentUnknown && r.a.clock.Now().Sub(r.sentAt) < unknownRefresh {
 		r.unknown = nil
 		r.mu.Unlock()
 		return
@@ -364,7 +378,7 @@ func (r *reporter) sent(rep types.GuestReport, host string) {
 		return
 	}
 	r.mu.Lock()
-	r.sentUnknown = unknownDigest(host, *rep.Unknown)
+	r.sentUnknown, r.sentAt = unknownDigest(host, *rep.Unknown), r.a.clock.Now()
 	r.mu.Unlock()
 }
 

@@ -451,7 +451,8 @@ func (d *Driver) purgeTrash(now time.Time) []string {
 		}
 		if strings.HasSuffix(t.path, ".xml") {
 			if raw, err := os.ReadFile(t.path); err == nil {
-				if _, after, ok := strings.Cut(string(raw), "<image-sha256>"); ok {
+				// libvirt may print the element with a namespace prefix.
+				if _, after, ok := strings.Cut(string(raw), "image-sha256>"); ok {
 					if sha, _, ok := strings.Cut(after, "<"); ok {
 						bases = append(bases, sha)
 					}
