@@ -23,7 +23,7 @@ func TestParseFlags(t *testing.T) {
 				stateDir: "/var/lib/corral-agent", dataDir: "/var/lib/corral-agent", logLevel: "info", machineIDFile: "/etc/machine-id",
 				aggregates: []string{"general", "fast-disk"}, heartbeatInterval: 500 * time.Millisecond}},
 		{name: "environment",
-			env:  map[string]string{envEndpoint: "https://corral:8440", envTokenFile: "/run/reg"},
+			env: map[string]string{envEndpoint: "https://corral:8440", envTokenFile: "/run/reg"},
 			args: []string{"--name", "cmp-2", "--region", "dc1", "--zone", "rack1", "--state-dir", "/s", "--data-dir", "/d",
 				"--machine-id-file", "/m"},
 			want: options{endpoint: "https://corral:8440", tokenFile: "/run/reg", name: "cmp-2", region: "dc1", zone: "rack1",
