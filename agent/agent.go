@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +55,11 @@ type Config struct {
 	Aggregates []string
 	// StateDir keeps the state file (the host ID and agent token).
 	StateDir string
+	// MachineIDFile holds the machine's identity (default
+	// /etc/machine-id). With the state directory's path it makes the
+	// machine identity sent at registration, by which corrald gives an
+	// agent that lost its state (or was renamed) its host record back.
+	MachineIDFile string
 	// HeartbeatInterval is the time between heartbeats (default 5 s).
 	HeartbeatInterval time.Duration
 	// RequestTimeout bounds every call to corrald (default 10 s).
@@ -147,6 +154,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Prober == nil {
 		cfg.Prober = NewHostProbe(cfg.StateDir)
+	}
+	if cfg.MachineIDFile == "" {
+		cfg.MachineIDFile = DefaultMachineIDFile
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, backoff: cfg.Backoff}
 	st, err := loadState(cfg.StateDir)
@@ -247,7 +257,37 @@ func (a *Agent) registration(ctx context.Context) (types.HostRegister, error) {
 		return types.HostRegister{}, fmt.Errorf("probe host inventory: %w", err)
 	}
 	return types.HostRegister{Name: a.cfg.Name, Region: a.cfg.Region, Zone: a.cfg.Zone, Aggregates: a.cfg.Aggregates,
-		Inventory: inv, Capabilities: caps, AgentVersion: a.cfg.Version}, nil
+		Inventory: inv, Capabilities: caps, AgentVersion: a.cfg.Version, MachineID: a.machineID()}, nil
+}
+
+// DefaultMachineIDFile is where the machine's identity is read.
+const DefaultMachineIDFile = "/etc/machine-id"
+
+// machineID returns the machine identity sent at registration: a digest
+// of the machine's ID (MachineIDFile) and the state directory's absolute
+// path, so that two agents on one machine (test rigs) are two hosts, and
+// one whose state was wiped is still the same. "" when the machine's ID
+// cannot be read: corrald then matches by name only.
+func (a *Agent) machineID() string {
+	data, err := os.ReadFile(a.cfg.MachineIDFile)
+	id := strings.TrimSpace(string(data))
+	if err != nil || id == "" {
+		a.log.Warn("no machine ID: an agent that loses its state is matched to its host by name only",
+			"file", a.cfg.MachineIDFile, "error", err)
+		return ""
+	}
+	return machineIdentity(id, a.cfg.StateDir)
+}
+
+// machineIdentity digests a machine ID and a state directory's absolute
+// path.
+func machineIdentity(machineID, stateDir string) string {
+	dir, err := filepath.Abs(stateDir)
+	if err != nil {
+		dir = stateDir
+	}
+	sum := sha256.Sum256([]byte("corral-agent\x00" + machineID + "\x00" + filepath.Clean(dir)))
+	return hex.EncodeToString(sum[:16])
 }
 
 // ensureRegistered registers the host unless the saved credential was

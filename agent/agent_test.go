@@ -305,12 +305,19 @@ type running struct {
 	asleep bool
 }
 
+// testMachineID is the machine ID the tests' agents read.
+const testMachineID = "4f1e0c2a9b8d4e7f a1b2c3d4e5f60718"
+
 // agentConfig returns the configuration the tests start from, with a
 // registration token file that holds the registrar token.
 func agentConfig(t *testing.T, endpoint, stateDir string, prober Prober) Config {
 	t.Helper()
 	tokenFile := filepath.Join(filepath.Dir(stateDir), "registration-token")
 	if err := os.WriteFile(tokenFile, []byte(regToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	machineIDFile := filepath.Join(filepath.Dir(stateDir), "machine-id")
+	if err := os.WriteFile(machineIDFile, []byte(testMachineID+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return Config{
@@ -321,6 +328,7 @@ func agentConfig(t *testing.T, endpoint, stateDir string, prober Prober) Config 
 		Zone:                  "rack1",
 		Aggregates:            []string{"general", "fast-disk"},
 		StateDir:              stateDir,
+		MachineIDFile:         machineIDFile,
 		HeartbeatInterval:     interval,
 		Backoff:               &Backoff{Initial: time.Second, Max: 30 * time.Second}, // no jitter: exact waits
 		Version:               "test",
@@ -436,7 +444,7 @@ func TestAgentRegistersOnceThenHeartbeats(t *testing.T) {
 		t.Errorf("requests (-want +got):\n%s", diff)
 	}
 	wantReg := types.HostRegister{Name: "cmp-1", Region: "dc1", Zone: "rack1", Aggregates: []string{"general", "fast-disk"},
-		Inventory: prober.inv, Capabilities: prober.caps, AgentVersion: "test"}
+		Inventory: prober.inv, Capabilities: prober.caps, AgentVersion: "test", MachineID: machineIdentity(testMachineID, stateDir)}
 	if diff := cmp.Diff([]types.HostRegister{wantReg}, fake.registrations()); diff != "" {
 		t.Errorf("registrations (-want +got):\n%s", diff)
 	}
@@ -824,5 +832,52 @@ func TestNewChecksConfig(t *testing.T) {
 				t.Errorf("New() error = %q, want one containing %q", got, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestAgentMachineID: the machine identity sent at registration depends on
+// the machine's ID and the state directory's path only, so an agent whose
+// state was wiped is still the same machine, and two agents on one machine
+// (different state directories) are not; without a machine ID none is sent.
+func TestAgentMachineID(t *testing.T) {
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	cfg := agentConfig(t, "http://127.0.0.1:9", stateDir, newFakeProber())
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := a.machineID()
+	if first == "" || first != machineIdentity(testMachineID, stateDir) {
+		t.Fatalf("machine ID %q", first)
+	}
+	// Wipe the state directory: the same machine.
+	if err := os.RemoveAll(stateDir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.machineID(); got != first {
+		t.Errorf("after wiping the state: %q, want %q", got, first)
+	}
+	other := cfg
+	other.StateDir = filepath.Join(dir, "state2")
+	c, err := New(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.machineID(); got == first || got == "" {
+		t.Errorf("another state directory on the machine: %q, want another identity than %q", got, first)
+	}
+	none := cfg
+	none.MachineIDFile = filepath.Join(dir, "missing")
+	d, err := New(none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.machineID(); got != "" {
+		t.Errorf("without a machine ID file: %q, want none", got)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,18 +14,25 @@ import (
 )
 
 // GuestDriver makes the host's guests match their specs; compute.Driver
-// is the real one.
+// is the real one. Nothing in it removes a guest for being absent from the
+// desired set: only Ensure of a spec with desired state "deleted" removes
+// one, and the agent builds such a spec only from an explicit deletion
+// recorded by corrald.
 type GuestDriver interface {
 	// Building reports whether Ensure would create the guest (so the
 	// agent reports "building" first).
 	Building(g types.GuestSpec) bool
 	// Ensure makes one guest match its spec, changing only what differs,
-	// and returns what it observes.
+	// and returns what it observes. A spec with desired state "deleted"
+	// removes the guest (idempotent).
 	Ensure(ctx context.Context, g types.GuestSpec) types.GuestStatus
-	// Cleanup removes managed guests that are not in specs (orphans of
-	// servers deleted while the agent was away) and what gone guests
-	// left behind; it returns the removed domains.
-	Cleanup(specs []types.GuestSpec) ([]string, error)
+	// Managed lists the host's managed guests as the hypervisor has them,
+	// known or not. It only reads.
+	Managed(ctx context.Context) ([]types.UnknownGuest, error)
+	// Sweep removes what needs no explicit deletion (policing of gone
+	// taps, trashed disks past their grace period) and tells the image
+	// cache which images are in use. It never removes a guest or its disk.
+	Sweep(specs []types.GuestSpec) error
 }
 
 // Defaults of the guest loop.
@@ -55,7 +64,8 @@ type guestLoop struct {
 	sem    chan struct{}
 
 	mu       sync.Mutex
-	specs    map[string]types.GuestSpec // latest desired set
+	hostID   string                     // of the latest desired set
+	specs    map[string]types.GuestSpec // latest desired set and deletions
 	order    []string
 	inflight map[string]bool
 	again    map[string]bool // changed while in flight: run again
@@ -92,6 +102,7 @@ func (l *guestLoop) watch(ctx context.Context) {
 			return
 		}
 		if err != nil {
+			l.reports.forgetSent()
 			wait := backoff.Next()
 			var apiErr *client.Error
 			if errors.As(err, &apiErr) {
@@ -107,30 +118,79 @@ func (l *guestLoop) watch(ctx context.Context) {
 			continue
 		}
 		version = hg.Version
-		l.a.log.Debug("desired guests changed", "version", version, "guests", len(hg.Guests))
-		l.apply(ctx, hg.Guests)
+		l.a.log.Debug("desired guests changed", "version", version, "guests", len(hg.Guests), "tombstones", len(hg.Tombstones))
+		l.apply(ctx, hg)
 	}
 }
 
-// apply takes a new desired set: orphans go, and every guest is
-// reconciled.
-func (l *guestLoop) apply(ctx context.Context, specs []types.GuestSpec) {
+// apply takes a new desired set: every guest is reconciled, and guests
+// named by an unconfirmed tombstone are removed. A managed guest in
+// neither is reported as unknown, never removed: absence from the set is
+// no order (a database restored from a backup, a wrong host ID, a bug that
+// empties the set would otherwise destroy running guests).
+func (l *guestLoop) apply(ctx context.Context, hg types.HostGuests) {
 	l.mu.Lock()
-	l.specs = make(map[string]types.GuestSpec, len(specs))
+	l.specs = make(map[string]types.GuestSpec, len(hg.Guests)+len(hg.Tombstones))
 	l.order = l.order[:0]
-	for _, g := range specs {
+	for _, g := range hg.Guests {
 		l.specs[g.ServerID] = g
 		l.order = append(l.order, g.ServerID)
 	}
-	ids := append([]string(nil), l.order...)
-	l.mu.Unlock()
-	if removed, err := l.driver.Cleanup(specs); err != nil {
-		l.a.log.Warn("cannot clean up orphan guests", "error", err)
-	} else if len(removed) > 0 {
-		l.a.log.Info("removed orphan guests: their servers no longer exist", "domains", removed)
+	for _, t := range hg.Tombstones {
+		if _, ok := l.specs[t.ServerID]; ok || t.Confirmed || t.ServerID == "" {
+			continue
+		}
+		l.specs[t.ServerID] = types.GuestSpec{ServerID: t.ServerID, DesiredState: types.DesiredDeleted, Revision: t.Generation}
+		l.order = append(l.order, t.ServerID)
 	}
+	ids := append([]string(nil), l.order...)
+	l.hostID = hg.HostID
+	l.mu.Unlock()
 	for _, id := range ids {
 		l.dispatch(ctx, id)
+	}
+	l.survey(ctx)
+}
+
+// survey reports the managed guests that are neither desired nor being
+// deleted, and sweeps what needs no explicit deletion.
+func (l *guestLoop) survey(ctx context.Context) {
+	l.mu.Lock()
+	hostID := l.hostID
+	specs := make([]types.GuestSpec, 0, len(l.specs))
+	known := make(map[string]bool, len(l.specs))
+	for id, g := range l.specs {
+		known[id] = true
+		if g.DesiredState != types.DesiredDeleted {
+			specs = append(specs, g)
+		}
+	}
+	l.mu.Unlock()
+	if hostID == "" {
+		return // no desired set yet: nothing is known, nothing reported
+	}
+	managed, err := l.driver.Managed(ctx)
+	if err != nil {
+		l.a.log.Warn("cannot list the host's guests; unknown guests not reported", "error", err)
+	} else {
+		unknown := []types.UnknownGuest{}
+		for _, g := range managed {
+			if !known[g.ServerID] {
+				unknown = append(unknown, g)
+			}
+		}
+		if len(unknown) > 0 {
+			ids := make([]string, len(unknown))
+			for i, g := range unknown {
+				ids[i] = g.ServerID
+			}
+			l.a.log.Warn("guests corrald has no server for are left running and reported; an admin adopts or deletes them",
+				"servers", ids)
+		}
+		l.reports.setUnknown(hostID, unknown)
+	}
+	if err := l.driver.Sweep(specs); err != nil {
+		l.a.log.Warn("cannot sweep", "error", err)
 	}
 }
 
@@ -145,19 +205,11 @@ func (l *guestLoop) resyncLoop(ctx context.Context) {
 		}
 		l.mu.Lock()
 		ids := append([]string(nil), l.order...)
-		specs := make([]types.GuestSpec, 0, len(l.specs))
-		for _, g := range l.specs {
-			specs = append(specs, g)
-		}
 		l.mu.Unlock()
-		if len(specs) > 0 {
-			if _, err := l.driver.Cleanup(specs); err != nil {
-				l.a.log.Warn("cannot clean up", "error", err)
-			}
-		}
 		for _, id := range ids {
 			l.dispatch(ctx, id)
 		}
+		l.survey(ctx)
 	}
 }
 
@@ -219,13 +271,31 @@ func (l *guestLoop) done(id string) {
 
 // reporter sends guest statuses to corrald as soon as they come, batching
 // those that arrive while a report is on its way, and retries failures
-// (keeping only each guest's latest status).
+// (keeping only each guest's latest status). It sends the host's unknown
+// guests when they change.
 type reporter struct {
 	a       *Agent
 	mu      sync.Mutex
 	pending map[string]types.GuestStatus
 	order   []string
 	kick    chan struct{}
+
+	unknown     *[]types.UnknownGuest // to send, if set
+	unknownHost string                // the host it was found on
+	sentUnknown string                // digest of the last set corrald took
+	sentAt      time.Time             // when it took it
+}
+
+// unknownRefresh re-sends an unchanged set of unknown guests this often:
+// corrald may have lost it (a database restored from a backup).
+const unknownRefresh = 10 * time.Minute
+
+// forgetSent makes the next survey send the unknown guests again, after
+// corrald was unreachable (it may have come back with another database).
+func (r *reporter) forgetSent() {
+	r.mu.Lock()
+	r.sentUnknown = ""
+	r.mu.Unlock()
 }
 
 func (r *reporter) add(st types.GuestStatus) {
@@ -235,33 +305,81 @@ func (r *reporter) add(st types.GuestStatus) {
 	}
 	r.pending[st.ServerID] = st
 	r.mu.Unlock()
+	r.wake()
+}
+
+func (r *reporter) wake() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
 	}
 }
 
-func (r *reporter) take() []types.GuestStatus {
+// setUnknown queues the host's unknown guests unless corrald already has
+// this very set.
+func (r *reporter) setUnknown(hostID string, unknown []types.UnknownGuest) {
+	digest := unknownDigest(hostID, unknown)
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]types.GuestStatus, 0, len(r.order))
-	for _, id := range r.order {
-		out = append(out, r.pending[id])
+	if digest == r.sentUnknown && r.a.clock.Now().Sub(r.sentAt) < unknownRefresh {
+		r.unknown = nil
+		r.mu.Unlock()
+		return
 	}
-	r.pending, r.order = map[string]types.GuestStatus{}, nil
-	return out
+	r.unknown, r.unknownHost = &unknown, hostID
+	r.mu.Unlock()
+	r.wake()
 }
 
-// putBack returns unsent statuses, unless newer ones arrived meanwhile.
-func (r *reporter) putBack(sts []types.GuestStatus) {
+func unknownDigest(hostID string, unknown []types.UnknownGuest) string {
+	ids := make([]string, 0, len(unknown)+1)
+	ids = append(ids, hostID)
+	for _, g := range unknown {
+		ids = append(ids, g.ServerID+"/"+g.State)
+	}
+	sort.Strings(ids[1:])
+	return strings.Join(ids, ",")
+}
+
+func (r *reporter) take() (types.GuestReport, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, st := range sts {
+	out := types.GuestReport{Guests: make([]types.GuestStatus, 0, len(r.order))}
+	for _, id := range r.order {
+		out.Guests = append(out.Guests, r.pending[id])
+	}
+	r.pending, r.order = map[string]types.GuestStatus{}, nil
+	host := ""
+	if r.unknown != nil {
+		out.Unknown, host = r.unknown, r.unknownHost
+		r.unknown = nil
+	}
+	return out, host
+}
+
+// putBack returns an unsent report, unless newer statuses (or a newer
+// unknown set) arrived meanwhile.
+func (r *reporter) putBack(rep types.GuestReport, host string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, st := range rep.Guests {
 		if _, ok := r.pending[st.ServerID]; !ok {
 			r.pending[st.ServerID] = st
 			r.order = append(r.order, st.ServerID)
 		}
 	}
+	if rep.Unknown != nil && r.unknown == nil {
+		r.unknown, r.unknownHost = rep.Unknown, host
+	}
+}
+
+// sent records that corrald took a report's unknown set.
+func (r *reporter) sent(rep types.GuestReport, host string) {
+	if rep.Unknown == nil {
+		return
+	}
+	r.mu.Lock()
+	r.sentUnknown, r.sentAt = unknownDigest(host, *rep.Unknown), r.a.clock.Now()
+	r.mu.Unlock()
 }
 
 func (r *reporter) run(ctx context.Context) {
@@ -273,18 +391,27 @@ func (r *reporter) run(ctx context.Context) {
 		case <-r.kick:
 		}
 		for {
-			batch := r.take()
-			if len(batch) == 0 {
+			rep, unknownHost := r.take()
+			if len(rep.Guests) == 0 && rep.Unknown == nil {
 				break
 			}
 			hostID, token := r.a.credentials()
+			if rep.Unknown != nil && unknownHost != hostID {
+				// Found for another host ID (re-registered since): the
+				// next survey finds them again.
+				rep.Unknown = nil
+				if len(rep.Guests) == 0 {
+					continue
+				}
+			}
 			cctx, cancel := context.WithTimeout(ctx, r.a.cfg.RequestTimeout)
-			err := r.a.api.WithToken(token).ReportGuests(cctx, hostID, batch)
+			err := r.a.api.WithToken(token).SendGuestReport(cctx, hostID, rep)
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
 			if err == nil {
+				r.sent(rep, hostID)
 				backoff.Reset()
 				continue
 			}
@@ -293,7 +420,7 @@ func (r *reporter) run(ctx context.Context) {
 				r.a.log.Error("corrald rejected a guest report; dropping it", apiAttrs(apiErr)...)
 				continue
 			}
-			r.putBack(batch)
+			r.putBack(rep, hostID)
 			wait := backoff.Next()
 			r.a.log.Warn("cannot report guest states; retrying", "error", err, "retry_in", wait)
 			r.a.clock.Sleep(ctx, wait)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -21,10 +22,10 @@ import (
 
 // fakeDriver records what the guest loop asks of it and "runs" guests.
 type fakeDriver struct {
-	mu       sync.Mutex
-	running  map[string]types.GuestSpec
-	ensures  int
-	cleanups int
+	mu      sync.Mutex
+	running map[string]types.GuestSpec // the host's managed domains
+	ensures int
+	sweeps  int
 }
 
 func (f *fakeDriver) Building(g types.GuestSpec) bool {
@@ -47,28 +48,36 @@ func (f *fakeDriver) Ensure(_ context.Context, g types.GuestSpec) types.GuestSta
 		Observed: types.GuestObserved{Domain: "corral-" + g.ServerID, DomainID: 1}}
 }
 
-func (f *fakeDriver) Cleanup(specs []types.GuestSpec) ([]string, error) {
+func (f *fakeDriver) Managed(context.Context) ([]types.UnknownGuest, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.cleanups++
-	want := map[string]bool{}
-	for _, g := range specs {
-		want[g.ServerID] = true
+	var out []types.UnknownGuest
+	for id, g := range f.running {
+		out = append(out, types.UnknownGuest{ServerID: id, Name: g.Name, ProjectID: g.ProjectID, FlavorID: g.FlavorID,
+			ImageID: g.Image.ID, Kind: g.Kind, VCPUs: g.VCPUs, RAMMiB: g.RAMMiB, DiskGiB: g.DiskGiB,
+			Domain: "corral-" + id, State: "running", DomainID: 1})
 	}
-	var removed []string
-	for id := range f.running {
-		if !want[id] {
-			delete(f.running, id)
-			removed = append(removed, id)
-		}
-	}
-	return removed, nil
+	return out, nil
 }
 
-func (f *fakeDriver) counts() (running, ensures, cleanups int) {
+func (f *fakeDriver) Sweep([]types.GuestSpec) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.running), f.ensures, f.cleanups
+	f.sweeps++
+	return nil
+}
+
+func (f *fakeDriver) has(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.running[id]
+	return ok
+}
+
+func (f *fakeDriver) counts() (running, ensures, sweeps int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.running), f.ensures, f.sweeps
 }
 
 // TestGuestLoop runs the agent against a real in-process corrald: a
@@ -155,10 +164,10 @@ func TestGuestLoop(t *testing.T) {
 
 	// corrald fails the guest endpoints: nothing is touched.
 	failing.Store(true)
-	_, ensures, cleanups := drv.counts()
+	_, ensures, sweeps := drv.counts()
 	time.Sleep(700 * time.Millisecond)
-	if r, e, c := drv.counts(); r != 1 || e != ensures || c != cleanups {
-		t.Errorf("while corrald failed: running %d, ensures %d→%d, cleanups %d→%d; want nothing touched", r, ensures, e, cleanups, c)
+	if r, e, c := drv.counts(); r != 1 || e != ensures || c != sweeps {
+		t.Errorf("while corrald failed: running %d, ensures %d→%d, sweeps %d→%d; want nothing touched", r, ensures, e, sweeps, c)
 	}
 	failing.Store(false)
 
@@ -176,4 +185,149 @@ func TestGuestLoop(t *testing.T) {
 	if r, _, _ := drv.counts(); r != 0 {
 		t.Errorf("%d guests still run after the delete", r)
 	}
+}
+
+// TestGuestLoopRemovesOnlyExplicitDeletions: the agent never removes a
+// guest because it is absent from the desired set. A managed guest
+// corrald does not know (a database restored from an older backup) keeps
+// running and is reported as unknown; a desired set emptied by a bug (or
+// a wrong host ID) removes nothing; only a recorded deletion (a tombstone,
+// or a server being deleted) removes a guest, and the agent confirms it.
+func TestGuestLoopRemovesOnlyExplicitDeletions(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(t.Context(), store.Config{SQLitePath: filepath.Join(dir, "c.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := server.New(server.Config{Store: st, ImageDir: filepath.Join(dir, "images"), WatchRecheck: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// emptyWatch answers every watch with an empty desired set, as a bug
+	// or a restored database would.
+	var emptyWatch atomic.Bool
+	h := srv.Handler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if emptyWatch.Load() && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/guests") {
+			parts := strings.Split(r.URL.Path, "/")
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"host_id":%q,"version":"empty","guests":[],"tombstones":[]}`, parts[len(parts)-2])
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer hs.Close()
+	_, admin, err := st.CreateToken(t.Context(), types.Token{Name: "admin", Role: types.RoleAdmin}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := client.New(hs.URL, admin, nil)
+	ctx := t.Context()
+	mustDo := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustDo(client.Create[types.Region](ctx, api, "/v1/regions", types.RegionCreate{Name: "dc1"}, ""))
+	mustDo(client.Create[types.Zone](ctx, api, "/v1/zones", types.ZoneCreate{Name: "rack1", Region: "dc1"}, ""))
+	mustDo(client.Create[types.Project](ctx, api, "/v1/projects", types.ProjectCreate{Name: "p"}, ""))
+	mustDo(client.Create[types.Flavor](ctx, api, "/v1/flavors", types.FlavorCreate{Name: "f", VCPUs: 1, RAMMiB: 128, DiskGiB: 1}, ""))
+	img, err := client.Create[types.Image](ctx, api, "/v1/images", types.ImageCreate{Name: "i", DiskFormat: "qcow2"}, "")
+	mustDo(img, err)
+	mustDo(api.UploadImage(ctx, img.ID, strings.NewReader("image bytes")))
+	tokenFile := filepath.Join(dir, "admin")
+	os.WriteFile(tokenFile, []byte(admin), 0o600)
+
+	// The host already runs a guest corrald has never heard of.
+	ghost := "srv-ghost1"
+	drv := &fakeDriver{running: map[string]types.GuestSpec{ghost: {ServerID: ghost, Name: "ghost", VCPUs: 1, RAMMiB: 128}}}
+	actx, cancel := context.WithCancel(ctx)
+	a, err := New(Config{Endpoint: hs.URL, RegistrationTokenFile: tokenFile, Name: "hv1", Region: "dc1", Zone: "rack1",
+		StateDir: filepath.Join(dir, "state"), Prober: newFakeProber(), Guests: drv, WatchWait: 200 * time.Millisecond,
+		HeartbeatInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler), Resync: 100 * time.Millisecond,
+		Backoff: &Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}, MachineIDFile: filepath.Join(dir, "none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { a.Run(actx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("the host", func() bool { return a.HostID() != "" })
+	hostID := a.HostID()
+	var unknown []types.UnknownGuest
+	waitFor("the ghost reported as unknown", func() bool {
+		unknown, err = api.UnknownGuests(ctx, hostID)
+		return err == nil && len(unknown) == 1
+	})
+	if g := unknown[0]; g.ServerID != ghost || g.Name != "ghost" || g.State != "running" || g.HostID != hostID {
+		t.Errorf("unknown guest %+v", g)
+	}
+
+	var s1 types.Server
+	waitFor("s1 placed", func() bool {
+		s1, err = client.Create[types.Server](ctx, api, "/v1/servers", types.ServerCreate{Name: "s1", Kind: "vm", Project: "p", Flavor: "f", Image: "i"}, "")
+		return err == nil
+	})
+	waitFor("s1 active", func() bool {
+		s, err := client.Get[types.Server](ctx, api, "/v1/servers/"+s1.ID)
+		return err == nil && s.State == types.ServerActive
+	})
+
+	// An empty desired set, answered many times over resyncs: nothing goes.
+	emptyWatch.Store(true)
+	_, _, sweeps := drv.counts()
+	waitFor("several resyncs on the empty set", func() bool { _, _, n := drv.counts(); return n >= sweeps+5 })
+	if !drv.has(ghost) || !drv.has(s1.ID) {
+		t.Fatalf("an empty desired set removed guests: ghost %v, s1 %v", drv.has(ghost), drv.has(s1.ID))
+	}
+	emptyWatch.Store(false)
+
+	// An admin deletes the unknown guest: a tombstone, which the agent
+	// carries out and confirms.
+	ts, err := api.DeleteUnknownGuest(ctx, hostID, ghost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.Generation < 1 || ts.Confirmed {
+		t.Errorf("tombstone %+v", ts)
+	}
+	waitFor("the ghost removed", func() bool { return !drv.has(ghost) })
+	waitFor("the deletion confirmed", func() bool {
+		tombs, err := st.HostTombstones(ctx, hostID)
+		return err == nil && len(tombs) == 1 && tombs[0].ServerID == ghost && tombs[0].Confirmed
+	})
+	if !drv.has(s1.ID) {
+		t.Fatal("deleting the unknown guest removed s1")
+	}
+	if l, err := api.UnknownGuests(ctx, hostID); err != nil || len(l) != 0 {
+		t.Errorf("unknown guests after the delete: %+v %v", l, err)
+	}
+
+	// A forced delete removes the record at once; its tombstone removes
+	// the guest.
+	if err := api.Delete(ctx, "/v1/servers/"+s1.ID+"?force=true"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("s1's guest removed", func() bool { return !drv.has(s1.ID) })
+	waitFor("s1's deletion confirmed", func() bool {
+		tombs, _ := st.HostTombstones(ctx, hostID)
+		for _, tb := range tombs {
+			if tb.ServerID == s1.ID {
+				return tb.Confirmed && tb.Reason == types.TombstoneForceDeleted
+			}
+		}
+		return false
+	})
 }

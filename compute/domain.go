@@ -41,6 +41,17 @@ type Metadata struct {
 	SpecHash string `xml:"spec-hash"`
 	// RebootSeq is the last reboot request carried out.
 	RebootSeq int64 `xml:"reboot-seq"`
+	// What an admin needs to adopt the guest if corrald ever loses its
+	// server (a database restored from an older backup): the server's
+	// kind and flavor, its image's digest (the overlay's base) and its
+	// sizes as defined. Domains defined before these existed lack them.
+	Kind        string `xml:"kind,omitempty"`
+	FlavorID    string `xml:"flavor-id,omitempty"`
+	ImageSHA256 string `xml:"image-sha256,omitempty"`
+	VCPUs       int64  `xml:"vcpus,omitempty"`
+	RAMMiB      int64  `xml:"ram-mib,omitempty"`
+	DiskGiB     int64  `xml:"disk-gib,omitempty"`
+	Hugepages   bool   `xml:"hugepages,omitempty"`
 }
 
 // NIC is a guest network interface as the domain XML needs it.

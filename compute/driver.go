@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,7 +53,11 @@ type Config struct {
 	// StopTimeout is how long a graceful stop waits before forcing
 	// (default 30 s).
 	StopTimeout time.Duration
-	Logger      *slog.Logger
+	// DeletedDiskGrace keeps the overlay of an explicitly deleted guest
+	// in Dir/trash this long (with its domain definition), so that a
+	// mistaken delete can be undone; 0 removes it at once.
+	DeletedDiskGrace time.Duration
+	Logger           *slog.Logger
 }
 
 // Driver makes a host's guests match their specs.
@@ -85,7 +91,7 @@ func NewDriver(cfg Config) (*Driver, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	for _, d := range []string{cfg.Dir, filepath.Join(cfg.Dir, "disks"), filepath.Join(cfg.Dir, "console")} {
+	for _, d := range []string{cfg.Dir, filepath.Join(cfg.Dir, "disks"), filepath.Join(cfg.Dir, "console"), filepath.Join(cfg.Dir, "trash")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("compute driver: %w", err)
 		}
@@ -168,7 +174,9 @@ func (d *Driver) Ensure(ctx context.Context, g types.GuestSpec) types.GuestStatu
 	}
 	name := DomainName(g.ServerID)
 	if g.DesiredState == types.DesiredDeleted {
-		if err := d.remove(g.ServerID); err != nil {
+		// Only an explicit deletion gets here: a server being deleted,
+		// or a tombstone (the agent never sends absence as a delete).
+		if err := d.remove(g.ServerID, g.Revision); err != nil {
 			return fail(err)
 		}
 		st.State = types.GuestDeleted
@@ -239,6 +247,10 @@ func (d *Driver) define(ctx context.Context, g types.GuestSpec, hash string, red
 		return err
 	}
 	disk := d.diskPath(g.ServerID)
+	if _, err := os.Stat(disk); errors.Is(err, os.ErrNotExist) && d.untrash(g.ServerID) {
+		d.log.Warn("guest's disk taken back from the trash: its server was deleted, and now exists again "+
+			"(a database restored from a backup?)", "server", g.ServerID, "disk", disk)
+	}
 	if _, err := os.Stat(disk); errors.Is(err, os.ErrNotExist) {
 		if err := createOverlay(ctx, base, disk, g.DiskGiB); err != nil {
 			return err
@@ -274,7 +286,8 @@ func (d *Driver) domainConfig(g types.GuestSpec, disk, hash string) DomainConfig
 		ConsoleSocket: d.consoleSocket(g.ServerID), ConsoleLog: d.ConsoleLog(g.ServerID),
 		OEMStrings: []string{"corral.hostname=" + g.Name, "corral.server-id=" + g.ServerID},
 		Metadata: Metadata{ServerID: g.ServerID, Name: g.Name, Project: g.ProjectID, ImageID: g.Image.ID, Host: d.cfg.Host,
-			SpecHash: hash, RebootSeq: g.RebootSeq},
+			SpecHash: hash, RebootSeq: g.RebootSeq, Kind: g.Kind, FlavorID: g.FlavorID, ImageSHA256: g.Image.SHA256,
+			VCPUs: g.VCPUs, RAMMiB: g.RAMMiB, DiskGiB: g.DiskGiB, Hugepages: g.Hugepages},
 	}
 	if d.cfg.DiskQoS == "iotune" {
 		cfg.DiskIOPS, cfg.DiskBytesSec = g.QoS.DiskIOPS, g.QoS.DiskBytesSec
@@ -334,27 +347,120 @@ func (d *Driver) stop(ctx context.Context, name string) error {
 	return nil
 }
 
-// remove destroys and undefines the guest's domain and removes its
-// overlay and console files. It is idempotent.
-func (d *Driver) remove(id string) error {
+// remove destroys and undefines the guest's domain, moves its overlay to
+// the trash (or removes it when DeletedDiskGrace is 0) with the domain's
+// definition beside it, and removes its console files. It is called only
+// for an explicit deletion recorded by corrald (generation is that
+// deletion's), and is idempotent.
+func (d *Driver) remove(id string, generation int64) error {
 	name := DomainName(id)
+	stamp := fmt.Sprintf("%s.deleted-%d", id, time.Now().Unix())
 	if _, ok, err := d.cfg.Hypervisor.Lookup(name); err != nil {
 		return err
 	} else if ok {
+		if raw, err := d.cfg.Hypervisor.XML(name); err == nil {
+			// Kept with the disk: what an operator needs to define the
+			// guest again.
+			if err := os.WriteFile(filepath.Join(d.trashDir(), stamp+".xml"), []byte(raw), 0o600); err != nil {
+				return fmt.Errorf("keep the definition of %s: %w", name, err)
+			}
+		}
 		if err := d.cfg.Hypervisor.Destroy(name); err != nil {
 			return fmt.Errorf("destroy domain %s: %w", name, err)
 		}
 		if err := d.cfg.Hypervisor.Undefine(name); err != nil {
 			return fmt.Errorf("undefine domain %s: %w", name, err)
 		}
-		d.log.Info("guest removed", "server", id, "domain", name)
+		d.log.Info("guest removed", "server", id, "domain", name, "generation", generation)
 	}
-	for _, p := range []string{d.diskPath(id), d.diskPath(id) + ".tmp", d.ConsoleLog(id), d.consoleSocket(id)} {
+	disk := d.diskPath(id)
+	if _, err := os.Stat(disk); err == nil {
+		if d.cfg.DeletedDiskGrace > 0 {
+			dst := filepath.Join(d.trashDir(), stamp+".qcow2")
+			if err := os.Rename(disk, dst); err != nil {
+				return fmt.Errorf("move the disk of %s to the trash: %w", id, err)
+			}
+			d.log.Info("deleted guest's disk kept in the trash", "server", id, "disk", dst, "until",
+				time.Now().Add(d.cfg.DeletedDiskGrace).UTC().Format(time.RFC3339))
+		} else if err := os.Remove(disk); err != nil {
+			return err
+		}
+	}
+	for _, p := range []string{disk + ".tmp", d.ConsoleLog(id), d.consoleSocket(id)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
 	return nil
+}
+
+func (d *Driver) trashDir() string { return filepath.Join(d.cfg.Dir, "trash") }
+
+// trashed is one file in the trash: a deleted guest's overlay or domain
+// definition.
+type trashed struct {
+	path, serverID string
+	deleted        time.Time
+}
+
+// trash lists the trash, newest first.
+func (d *Driver) trash() []trashed {
+	entries, err := os.ReadDir(d.trashDir())
+	if err != nil {
+		return nil
+	}
+	var out []trashed
+	for _, e := range entries {
+		id, rest, ok := strings.Cut(e.Name(), ".deleted-")
+		if !ok {
+			continue
+		}
+		secs, _, _ := strings.Cut(rest, ".")
+		n, err := strconv.ParseInt(secs, 10, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, trashed{path: filepath.Join(d.trashDir(), e.Name()), serverID: id, deleted: time.Unix(n, 0)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].deleted.After(out[j].deleted) })
+	return out
+}
+
+// untrash moves the newest trashed overlay of a server back in place, for
+// a server that exists again after its delete. It reports whether it did.
+func (d *Driver) untrash(id string) bool {
+	for _, t := range d.trash() {
+		if t.serverID == id && strings.HasSuffix(t.path, ".qcow2") {
+			return os.Rename(t.path, d.diskPath(id)) == nil
+		}
+	}
+	return false
+}
+
+// purgeTrash removes what deleted guests left in the trash longer than
+// DeletedDiskGrace ago, and returns the base images their overlays still
+// need.
+func (d *Driver) purgeTrash(now time.Time) []string {
+	var bases []string
+	for _, t := range d.trash() {
+		if now.Sub(t.deleted) > d.cfg.DeletedDiskGrace {
+			if err := os.Remove(t.path); err == nil {
+				d.log.Info("deleted guest's file removed from the trash", "server", t.serverID, "file", t.path)
+			}
+			continue
+		}
+		if strings.HasSuffix(t.path, ".xml") {
+			if raw, err := os.ReadFile(t.path); err == nil {
+				// libvirt may print the element with a namespace prefix.
+				if _, after, ok := strings.Cut(string(raw), "image-sha256>"); ok {
+					if sha, _, ok := strings.Cut(after, "<"); ok {
+						bases = append(bases, sha)
+					}
+				}
+			}
+		}
+	}
+	return bases
 }
 
 // observe reads the guest back from libvirt and (re)applies its QoS where
@@ -438,69 +544,50 @@ func (d *Driver) domains() ([]Domain, error) {
 	return out, nil
 }
 
-// Orphans returns this host's managed domains whose servers are not in
-// specs.
-func (d *Driver) Orphans(specs []types.GuestSpec) ([]Domain, error) {
-	want := map[string]bool{}
-	for _, g := range specs {
-		want[DomainName(g.ServerID)] = true
-	}
+// Managed lists this host's managed domains (those whose metadata names
+// this host), described as an unknown guest would be. It only reads: the
+// agent reports the ones corrald does not know and never removes them.
+func (d *Driver) Managed(context.Context) ([]types.UnknownGuest, error) {
 	doms, err := d.domains()
 	if err != nil {
 		return nil, err
 	}
-	var out []Domain
+	out := make([]types.UnknownGuest, 0, len(doms))
 	for _, dom := range doms {
-		if !want[dom.Name] {
-			out = append(out, dom)
-		}
+		m := dom.Meta
+		out = append(out, types.UnknownGuest{ServerID: m.ServerID, Name: m.Name, ProjectID: m.Project, FlavorID: m.FlavorID,
+			ImageID: m.ImageID, Kind: m.Kind, VCPUs: m.VCPUs, RAMMiB: m.RAMMiB, DiskGiB: m.DiskGiB, Hugepages: m.Hugepages,
+			Domain: dom.Name, DomainUUID: dom.UUID, State: dom.State, DomainID: dom.ID})
 	}
 	return out, nil
 }
 
-// Reap removes an orphan domain and what it left on the host.
-func (d *Driver) Reap(dom Domain) error {
-	return d.remove(dom.Meta.ServerID)
-}
-
-// Sweep removes network policing left by guests that are gone, and tells
-// the image cache which images are in use.
+// Sweep removes what needs no explicit deletion: network policing of taps
+// no managed domain has any more, and trashed disks older than
+// DeletedDiskGrace. It tells the image cache which images are in use: those
+// of specs, of every managed domain (known or not) and of trashed disks.
+// It never removes a domain or a guest's disk.
 func (d *Driver) Sweep(specs []types.GuestSpec) error {
 	doms, err := d.domains()
 	if err != nil {
 		return err
 	}
-	var taps []string
+	var taps, shas []string
 	for _, dom := range doms {
 		taps = append(taps, dom.Taps...)
+		if dom.Meta.ImageSHA256 != "" {
+			shas = append(shas, dom.Meta.ImageSHA256)
+		}
 	}
-	var shas []string
 	for _, g := range specs {
 		shas = append(shas, g.Image.SHA256)
 	}
+	shas = append(shas, d.purgeTrash(time.Now())...)
 	d.cfg.Images.SetInUse(shas)
 	if d.cfg.QoS != nil {
 		return d.cfg.QoS.Sweep(taps)
 	}
 	return nil
-}
-
-// Cleanup removes managed domains whose servers are not in specs, then
-// sweeps what gone guests left behind. specs must be a complete desired
-// set, as the watch answers it.
-func (d *Driver) Cleanup(specs []types.GuestSpec) ([]string, error) {
-	orphans, err := d.Orphans(specs)
-	if err != nil {
-		return nil, err
-	}
-	var removed []string
-	for _, o := range orphans {
-		if err := d.Reap(o); err != nil {
-			return removed, fmt.Errorf("remove orphan %s: %w", o.Name, err)
-		}
-		removed = append(removed, o.Name)
-	}
-	return removed, d.Sweep(specs)
 }
 
 // Guests counts the managed domains, running or not (agent.GuestCounter).

@@ -60,6 +60,8 @@ type Hypervisor interface {
 	SetIOTune(name, disk string, iops, bytesSec int64) error
 	// SetMetadata replaces Corral's metadata, live and in the definition.
 	SetMetadata(name string, m Metadata) error
+	// XML returns the domain's persistent definition.
+	XML(name string) (string, error)
 	Close() error
 }
 
@@ -345,4 +347,15 @@ func (l *Libvirt) SetMetadata(name string, m Metadata) error {
 		}
 		return d.SetMetadata(libvirt.DOMAIN_METADATA_ELEMENT, raw, "corral", MetadataURI, flags)
 	})
+}
+
+// XML returns the domain's persistent (inactive) definition.
+func (l *Libvirt) XML(name string) (string, error) {
+	var out string
+	err := l.withDomain(name, func(d *libvirt.Domain) error {
+		var err error
+		out, err = d.GetXMLDesc(libvirt.DOMAIN_XML_INACTIVE)
+		return err
+	})
+	return out, err
 }

@@ -28,6 +28,45 @@ func (c *Client) ReportGuests(ctx context.Context, hostID string, statuses []typ
 	return err
 }
 
+// SendGuestReport sends an agent's report: statuses and, when
+// report.Unknown is set, the host's whole set of unknown guests.
+func (c *Client) SendGuestReport(ctx context.Context, hostID string, report types.GuestReport) error {
+	_, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/hosts/" + url.PathEscape(hostID) + "/guests/status",
+		Body: report}, nil)
+	return err
+}
+
+// UnknownGuests lists the managed guests a host runs that corrald has no
+// server for (admin only).
+func (c *Client) UnknownGuests(ctx context.Context, hostID string) ([]types.UnknownGuest, error) {
+	var out types.List[types.UnknownGuest]
+	_, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/v1/hosts/" + url.PathEscape(hostID) + "/unknown-guests"}, &out)
+	return out.Items, err
+}
+
+// AdoptGuest rebuilds the server record of an unknown guest and takes its
+// claim on the host (admin only); in may name references that replace
+// those of the guest's metadata.
+func (c *Client) AdoptGuest(ctx context.Context, hostID, serverID string, in *types.GuestAdopt) (types.Server, error) {
+	var out types.Server
+	r := Request{Method: http.MethodPost, Path: "/v1/hosts/" + url.PathEscape(hostID) + "/unknown-guests/" +
+		url.PathEscape(serverID) + "/adopt"}
+	if in != nil {
+		r.Body = in
+	}
+	_, err := c.Do(ctx, r, &out)
+	return out, err
+}
+
+// DeleteUnknownGuest records the deletion of an unknown guest: the host's
+// agent destroys it and confirms (admin only).
+func (c *Client) DeleteUnknownGuest(ctx context.Context, hostID, serverID string) (types.GuestTombstone, error) {
+	var out types.GuestTombstone
+	_, err := c.Do(ctx, Request{Method: http.MethodDelete, Path: "/v1/hosts/" + url.PathEscape(hostID) + "/unknown-guests/" +
+		url.PathEscape(serverID)}, &out)
+	return out, err
+}
+
 // ServerAction asks for start, stop or reboot of a server.
 func (c *Client) ServerAction(ctx context.Context, serverID, action string) (types.Server, error) {
 	var out types.Server

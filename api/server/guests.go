@@ -106,6 +106,10 @@ func (s *Server) hostGuests(ctx context.Context, hostID string) (types.HostGuest
 	if err != nil {
 		return types.HostGuests{}, err
 	}
+	tombs, err := s.store.HostTombstones(ctx, hostID)
+	if err != nil {
+		return types.HostGuests{}, err
+	}
 	for i := range guests {
 		if len(guests[i].NICs) == 0 {
 			// No port: one NIC on the integration bridge, on no
@@ -113,12 +117,14 @@ func (s *Server) hostGuests(ctx context.Context, hostID string) (types.HostGuest
 			guests[i].NICs = []types.GuestNIC{defaultNIC(guests[i].ServerID)}
 		}
 	}
-	b, err := json.Marshal(guests)
+	out := types.HostGuests{HostID: hostID, Guests: guests, Tombstones: tombs}
+	b, err := json.Marshal(out)
 	if err != nil {
 		return types.HostGuests{}, err
 	}
 	sum := sha256.Sum256(b)
-	return types.HostGuests{HostID: hostID, Version: hex.EncodeToString(sum[:12]), Guests: guests}, nil
+	out.Version = hex.EncodeToString(sum[:12])
+	return out, nil
 }
 
 // defaultNIC is a server's NIC on its host's integration bridge when no
@@ -182,7 +188,9 @@ func (s *Server) watchGuests(c echo.Context) error {
 
 // reportGuests records an agent's observations: POST
 // /v1/hosts/{id}/guests/status. A "deleted" status for a server being
-// deleted finishes the delete and gives its claim back.
+// deleted finishes the delete and gives its claim back; for a tombstone it
+// confirms the tombstone. A report with "unknown" replaces the host's
+// unknown guests.
 func (s *Server) reportGuests(c echo.Context) error {
 	if err := ownHost(c); err != nil {
 		return err
@@ -203,8 +211,22 @@ func (s *Server) reportGuests(c echo.Context) error {
 			return err
 		}
 	}
+	if in.Unknown != nil {
+		if len(*in.Unknown) > maxReportGuests {
+			return types.FieldError("unknown", "at most %d guests per report", maxReportGuests)
+		}
+		for i, g := range *in.Unknown {
+			if g.ServerID == "" {
+				return types.FieldError("unknown["+strconv.Itoa(i)+"].server_id", "is required")
+			}
+		}
+	}
 	hostID := c.Param("id")
-	res, err := s.store.ReportGuests(c.Request().Context(), hostID, in.Guests, s.now())
+	ctx := c.Request().Context()
+	if _, err := s.store.GetHost(ctx, hostID); err != nil {
+		return err
+	}
+	res, err := s.store.ReportGuests(ctx, hostID, in.Guests, s.now())
 	if err != nil {
 		return err
 	}
@@ -212,9 +234,26 @@ func (s *Server) reportGuests(c echo.Context) error {
 		s.forget(c, hostID)
 		// Their ports were unplugged: the network loops unwire them.
 		s.notify(c, hostID, networkWatchKey)
+	} else if len(res.Confirmed) > 0 {
+		s.notify(c, hostID)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"changed": len(res.Changed), "removed": len(res.Removed),
-		"unknown": nonNil(res.Unknown)})
+	unknown := -1
+	if in.Unknown != nil {
+		got, err := s.store.SetUnknownGuests(ctx, hostID, *in.Unknown, s.now())
+		if err != nil {
+			return err
+		}
+		if unknown = len(got); unknown > 0 {
+			s.log.Warn("host runs guests corrald has no server for; adopt or delete them",
+				"host_id", hostID, "unknown_guests", unknown)
+		}
+	}
+	out := map[string]any{"changed": len(res.Changed), "removed": len(res.Removed), "confirmed": len(res.Confirmed),
+		"unknown": nonNil(res.Unknown)}
+	if unknown >= 0 {
+		out["unknown_guests"] = unknown
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func nonNil(s []string) []string {

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
@@ -123,7 +124,12 @@ func (s *Server) registerHost(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.checkTakeover(c, in.Name); err != nil {
+	if len(in.MachineID) > maxMachineIDLen || strings.IndexFunc(in.MachineID, func(r rune) bool {
+		return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_' || r == ':')
+	}) >= 0 {
+		return types.FieldError("machine_id", "at most %d letters, digits, '-', '_' or ':'", maxMachineIDLen)
+	}
+	if err := s.checkTakeover(c, in.Name, in.MachineID); err != nil {
 		return err
 	}
 	h, token, err := s.store.RegisterHost(ctx, in, store.HostPlacement{RegionID: region.ID, ZoneID: zone.ID, AggregateIDs: aggs})
@@ -134,16 +140,21 @@ func (s *Server) registerHost(c echo.Context) error {
 	return object(c, http.StatusOK, h.Revision, types.HostRegistration{Host: h, Token: token})
 }
 
+// maxMachineIDLen bounds a registration's machine identity.
+const maxMachineIDLen = 128
+
 // checkTakeover refuses a registrar that re-registers a host which is up
 // and heartbeating, unless it proves with the host's current agent token
 // that it is the host's own agent: registering revokes the agent's token,
-// and a registrar credential sits on every new host.
-func (s *Server) checkTakeover(c echo.Context, name string) error {
+// and a registrar credential sits on every new host. The host is the one
+// the registration would update: by name, else by machine identity (which
+// the caller could forge, so it earns nothing without the token either).
+func (s *Server) checkTakeover(c echo.Context, name, machineID string) error {
 	if principalOf(c).Role != types.RoleRegistrar {
 		return nil
 	}
 	ctx := c.Request().Context()
-	h, err := s.store.GetHost(ctx, name)
+	h, err := s.store.RegistrationTarget(ctx, name, machineID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
@@ -160,7 +171,7 @@ func (s *Server) checkTakeover(c echo.Context, name string) error {
 		}
 	}
 	return types.Errorf(types.CodeConflict, "host %s is up and its agent is heartbeating; only that agent (with %s) "+
-		"or an admin may register it again", name, types.HeaderAgentToken).WithDetail("host_id", h.ID)
+		"or an admin may register it again", h.Name, types.HeaderAgentToken).WithDetail("host_id", h.ID)
 }
 
 // heartbeat records an agent's measured usage. Only the host's own agent

@@ -58,6 +58,9 @@ type Config struct {
 	// long polls and image transfers extend for themselves; zero means
 	// none are set.
 	Timeouts Timeouts
+	// TombstoneRetention keeps the record of a confirmed guest deletion
+	// this long; 0 means 7 days.
+	TombstoneRetention time.Duration
 }
 
 // Server is corrald's HTTP API.
@@ -102,6 +105,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.WatchRecheck == 0 {
 		cfg.WatchRecheck = 2 * time.Second
 	}
+	if cfg.TombstoneRetention == 0 {
+		cfg.TombstoneRetention = 7 * 24 * time.Hour
+	}
 	images, err := newImageStore(cfg.ImageDir)
 	if err != nil {
 		return nil, err
@@ -110,6 +116,7 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(cfg.Registry)
 	s.refusals = newRefusalLog(cfg.Store, cfg.Logger, cfg.Now)
 	s.limits = newLimiters(cfg.RateLimits, cfg.Registry)
+	cfg.Registry.MustRegister(newUnknownCollector(s))
 	s.placer = newPlacer(cfg.Store, cfg.Now, cfg.Placement)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -148,6 +155,7 @@ func (s *Server) routes() {
 	s.groupRoutes(v1)
 	s.tokenRoutes(v1)
 	s.guestRoutes(v1)
+	s.unknownGuestRoutes(v1)
 	s.networkRoutes(v1)
 	s.nodeRoutes(v1)
 	v1.GET("/audit", s.listAudit)
@@ -209,6 +217,11 @@ func (s *Server) MaintainOnce(ctx context.Context) {
 		s.log.Info("purged expired tokens", "count", n)
 	}
 	s.refusals.flush(ctx)
+	if n, err := s.store.PurgeTombstones(ctx, now.Add(-s.cfg.TombstoneRetention)); err != nil {
+		s.log.Error("purge confirmed guest deletions", "error", err)
+	} else if n > 0 {
+		s.log.Info("purged confirmed guest deletions", "count", n, "older_than", s.cfg.TombstoneRetention)
+	}
 	if _, err := s.store.PurgeIdempotencyKeys(ctx, now.Add(-24*time.Hour)); err != nil {
 		s.log.Error("purge idempotency keys", "error", err)
 	}

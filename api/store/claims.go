@@ -165,9 +165,17 @@ func (s *Store) deleteServers(ctx context.Context, tx *Tx, ids []string, ifMatch
 					WHERE id = ?`), row.State, row.GroupID, row.Revision, row.UpdatedAt, row.ID); err != nil {
 					return nil, fmt.Errorf("delete server %s: %w", row.ID, err)
 				}
+				// The explicit record the agent acts on.
+				if err := s.tombstoneFor(ctx, tx, row, types.TombstoneServerDeleted); err != nil {
+					return nil, err
+				}
 			}
 			out = append(out, row.API())
 			continue
+		}
+		// No report yet, but the agent may be building it.
+		if err := s.tombstoneFor(ctx, tx, row, types.TombstoneServerDeleted); err != nil {
+			return nil, err
 		}
 		if err := s.release(ctx, tx, row); err != nil {
 			return nil, err
@@ -204,6 +212,7 @@ func (s *Store) ReplaceServer(ctx context.Context, oldID string, claims []HostCl
 			return types.Server{}, err
 		}
 	}
+	// deleteServers records the guest's tombstone either way.
 	gone, err := s.deleteServers(ctx, tx, []string{old.ID}, 0)
 	if err != nil {
 		return types.Server{}, err

@@ -14,8 +14,9 @@ import (
 
 // hasGuest reports whether a host's agent may have made a guest for the
 // server: a placed VM it has reported on. Such a server is deleted by its
-// agent, which confirms; a server no agent has touched is deleted at once
-// (an agent that was building it reaps the domain as an orphan).
+// agent, which confirms; a server no agent has reported on is deleted at
+// once, with a tombstone that tells an agent that was building it to
+// remove the guest.
 func (r ServerRow) hasGuest() bool {
 	if r.Kind != types.KindVM || r.HostID == "" {
 		return false
@@ -28,37 +29,42 @@ func (r ServerRow) hasGuest() bool {
 }
 
 type guestRow struct {
-	ID           string `db:"id"`
-	Name         string `db:"name"`
-	ProjectID    string `db:"project_id"`
-	DesiredState string `db:"desired_state"`
-	State        string `db:"state"`
-	RebootSeq    int64  `db:"reboot_seq"`
-	VCPUs        int64  `db:"vcpus"`
-	RAMMiB       int64  `db:"ram_mib"`
-	DiskGiB      int64  `db:"disk_gib"`
-	Hugepages    int64  `db:"hugepages"`
-	NetInKbps    int64  `db:"net_in_kbps"`
-	NetOutKbps   int64  `db:"net_out_kbps"`
-	DiskIOPS     int64  `db:"disk_iops"`
-	DiskBytesSec int64  `db:"disk_bytes_sec"`
-	ImageID      string `db:"image_id"`
-	SHA256       string `db:"sha256"`
-	SizeBytes    int64  `db:"size_bytes"`
-	DiskFormat   string `db:"disk_format"`
+	ID           string        `db:"id"`
+	Name         string        `db:"name"`
+	ProjectID    string        `db:"project_id"`
+	DesiredState string        `db:"desired_state"`
+	State        string        `db:"state"`
+	RebootSeq    int64         `db:"reboot_seq"`
+	Kind         string        `db:"kind"`
+	FlavorID     string        `db:"flavor_id"`
+	Generation   sql.NullInt64 `db:"generation"`
+	VCPUs        int64         `db:"vcpus"`
+	RAMMiB       int64         `db:"ram_mib"`
+	DiskGiB      int64         `db:"disk_gib"`
+	Hugepages    int64         `db:"hugepages"`
+	NetInKbps    int64         `db:"net_in_kbps"`
+	NetOutKbps   int64         `db:"net_out_kbps"`
+	DiskIOPS     int64         `db:"disk_iops"`
+	DiskBytesSec int64         `db:"disk_bytes_sec"`
+	ImageID      string        `db:"image_id"`
+	SHA256       string        `db:"sha256"`
+	SizeBytes    int64         `db:"size_bytes"`
+	DiskFormat   string        `db:"disk_format"`
 }
 
 // HostGuests returns what the host's agent must run: every VM placed on
 // the host, with its flavor's sizes and QoS, its image and its ports as
 // NICs (addresses with their prefix, the first subnet's gateway). A server
 // being deleted is listed with desired state "deleted" until the agent
-// confirms. A server without ports has no NICs; the caller decides.
+// confirms, with its tombstone's generation as revision. A server without
+// ports has no NICs; the caller decides.
 func (s *Store) HostGuests(ctx context.Context, hostID string) ([]types.GuestSpec, error) {
 	var rows []guestRow
 	err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(`SELECT s.id, s.name, s.project_id, s.desired_state, s.state, s.reboot_seq,
-		f.vcpus, f.ram_mib, f.disk_gib, f.hugepages, f.net_in_kbps, f.net_out_kbps, f.disk_iops, f.disk_bytes_sec,
+		s.kind, s.flavor_id, t.generation, f.vcpus, f.ram_mib, f.disk_gib, f.hugepages, f.net_in_kbps, f.net_out_kbps, f.disk_iops, f.disk_bytes_sec,
 		i.id AS image_id, i.sha256, i.size_bytes, i.disk_format
 		FROM servers s JOIN flavors f ON f.id = s.flavor_id JOIN images i ON i.id = s.image_id
+		LEFT JOIN guest_tombstones t ON t.host_id = s.host_id AND t.server_id = s.id AND s.state = 'deleting'
 		WHERE s.host_id = ? AND s.kind = ? ORDER BY s.id`), hostID, types.KindVM)
 	if err != nil {
 		return nil, fmt.Errorf("list guests of host %s: %w", hostID, err)
@@ -69,16 +75,16 @@ func (s *Store) HostGuests(ctx context.Context, hostID string) ([]types.GuestSpe
 	}
 	out := make([]types.GuestSpec, 0, len(rows))
 	for _, r := range rows {
-		desired := r.DesiredState
+		desired, rev := r.DesiredState, int64(0)
 		if r.State == types.ServerDeleting {
-			desired = types.DesiredDeleted
+			desired, rev = types.DesiredDeleted, r.Generation.Int64
 		}
 		out = append(out, types.GuestSpec{ServerID: r.ID, Name: r.Name, ProjectID: r.ProjectID, DesiredState: desired,
 			VCPUs: r.VCPUs, RAMMiB: r.RAMMiB, DiskGiB: r.DiskGiB, Hugepages: r.Hugepages != 0,
 			QoS:       types.QoS{NetInKbps: r.NetInKbps, NetOutKbps: r.NetOutKbps, DiskIOPS: r.DiskIOPS, DiskBytesSec: r.DiskBytesSec},
 			Image:     types.GuestImage{ID: r.ImageID, SHA256: r.SHA256, SizeBytes: r.SizeBytes, Format: r.DiskFormat},
 			NICs:      append([]types.GuestNIC{}, nics[r.ID]...),
-			RebootSeq: r.RebootSeq})
+			RebootSeq: r.RebootSeq, Revision: rev, FlavorID: r.FlavorID, Kind: r.Kind})
 	}
 	return out, nil
 }
@@ -129,14 +135,18 @@ type GuestReportResult struct {
 	// Removed are the servers whose deletion the agent confirmed: their
 	// rows are gone and their claims given back.
 	Removed []types.Server
+	// Confirmed are the deletions without a server record (tombstones)
+	// the agent confirmed.
+	Confirmed []string
 	// Unknown are reported server IDs that are not on this host.
 	Unknown []string
 }
 
 // ReportGuests records what a host's agent observed, in one transaction.
 // A confirmed deletion ("deleted" for a server being deleted) removes the
-// server and gives its claim back. A server not on the host is ignored and
-// returned in Unknown.
+// server, gives its claim back and confirms its tombstone; "deleted" for a
+// tombstone without a server confirms the tombstone. A server not on the
+// host is ignored and returned in Unknown.
 func (s *Store) ReportGuests(ctx context.Context, hostID string, in []types.GuestStatus, now time.Time) (GuestReportResult, error) {
 	var res GuestReportResult
 	tx, err := s.begin(ctx)
@@ -147,6 +157,16 @@ func (s *Store) ReportGuests(ctx context.Context, hostID string, in []types.Gues
 	for _, g := range in {
 		row, err := lockRow[ServerRow](ctx, s, tx, serverTable, g.ServerID)
 		if errors.Is(err, ErrNotFound) || (err == nil && row.HostID != hostID) {
+			if g.State == types.GuestDeleted {
+				ok, err := s.confirmTombstone(ctx, tx, hostID, g.ServerID, now)
+				if err != nil {
+					return res, err
+				}
+				if ok {
+					res.Confirmed = append(res.Confirmed, g.ServerID)
+					continue
+				}
+			}
 			res.Unknown = append(res.Unknown, g.ServerID)
 			continue
 		}
@@ -170,6 +190,18 @@ func (s *Store) ReportGuests(ctx context.Context, hostID string, in []types.Gues
 			}
 			if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM servers WHERE id = ?"), row.ID); err != nil {
 				return res, fmt.Errorf("delete server %s: %w", row.ID, err)
+			}
+			// Kept, confirmed, for a while: the record that the guest
+			// went on purpose.
+			if ok, err := s.confirmTombstone(ctx, tx, hostID, row.ID, now); err != nil {
+				return res, err
+			} else if !ok {
+				if err := s.recordTombstone(ctx, tx, hostID, row.ID, row.Revision, types.TombstoneServerDeleted, now); err != nil {
+					return res, err
+				}
+				if _, err := s.confirmTombstone(ctx, tx, hostID, row.ID, now); err != nil {
+					return res, err
+				}
 			}
 			res.Removed = append(res.Removed, row.API())
 			continue
@@ -224,8 +256,8 @@ func (s *Store) setObserved(ctx context.Context, tx *Tx, row *ServerRow, state, 
 
 // ForceDeleteServer removes a server record and gives its claim back at
 // once, without waiting for its host's agent (an operator's way out when a
-// host is gone for good). An agent that comes back reaps the guest as an
-// orphan.
+// host is gone for good). A VM's deletion is recorded as a tombstone, so an
+// agent that comes back removes the guest and confirms.
 func (s *Store) ForceDeleteServer(ctx context.Context, id string) (types.Server, error) {
 	tx, err := s.begin(ctx)
 	if err != nil {
@@ -234,6 +266,9 @@ func (s *Store) ForceDeleteServer(ctx context.Context, id string) (types.Server,
 	defer tx.Rollback()
 	row, err := lockRow[ServerRow](ctx, s, tx, serverTable, id)
 	if err != nil {
+		return types.Server{}, err
+	}
+	if err := s.tombstoneFor(ctx, tx, row, types.TombstoneForceDeleted); err != nil {
 		return types.Server{}, err
 	}
 	if err := s.release(ctx, tx, row); err != nil {

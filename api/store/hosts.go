@@ -15,7 +15,7 @@ var hostTable = table{
 	name: "hosts", kind: "host", byName: true,
 	cols: []string{"id", "revision", "created_at", "updated_at", "name", "region_id", "zone_id", "state", "inventory",
 		"capabilities", "usage", "last_heartbeat", "agent_version", "generation", "used_vcpus", "used_ram_mib", "used_disk_gib",
-		"used_hugepages", "used_guests", "hb_free_ram_mib", "hb_used_ram_mib"},
+		"used_hugepages", "used_guests", "hb_free_ram_mib", "hb_used_ram_mib", "machine_id"},
 	filters: map[string]string{
 		"region":    "region_id = ?",
 		"zone":      "zone_id = ?",
@@ -39,6 +39,8 @@ type HostRow struct {
 	AgentVersion  string `db:"agent_version"`
 	// Generation moves on with every claim and release.
 	Generation int64 `db:"generation"`
+	// MachineID is the machine identity of the last registration.
+	MachineID string `db:"machine_id"`
 	Allocation
 	// HbFreeRAMMiB is the memory the last heartbeat measured free, and
 	// HbUsedRAMMiB the host's RAM allocation when it was recorded: the
@@ -79,7 +81,7 @@ func (r HostRow) API(aggregates []string) types.Host {
 	return types.Host{Meta: r.toAPI(), Name: r.Name, RegionID: r.RegionID, ZoneID: r.ZoneID, AggregateIDs: aggregates,
 		State: r.State, Inventory: fromJSON[types.Inventory](r.Inventory), Capabilities: caps,
 		Usage: fromJSON[types.Usage](r.Usage), LastHeartbeat: fromMicros(r.LastHeartbeat), AgentVersion: r.AgentVersion,
-		Generation: r.Generation, Allocated: types.Allocation{VCPUs: r.VCPUs, RAMMiB: r.RAMMiB, DiskGiB: r.DiskGiB,
+		MachineID: r.MachineID, Generation: r.Generation, Allocated: types.Allocation{VCPUs: r.VCPUs, RAMMiB: r.RAMMiB, DiskGiB: r.DiskGiB,
 			Hugepages: r.Hugepages, Guests: r.Guests}, FailsafeFreeMiB: r.failsafeFree()}
 }
 
@@ -93,6 +95,9 @@ type HostPlacement struct {
 // RegisterHost creates the host named in reg, or updates it if it exists
 // (an agent restarting), and issues a new agent token for it, revoking the
 // host's earlier agent tokens. A host in maintenance stays in maintenance.
+// A name that matches no host, with a machine identity that matches one,
+// gets that host back under the new name: the same machine keeps its host
+// record (and the claims of the guests it runs) when it is renamed.
 func (s *Store) RegisterHost(ctx context.Context, reg types.HostRegister, where HostPlacement) (types.Host, string, error) {
 	tx, err := s.begin(ctx)
 	if err != nil {
@@ -101,6 +106,9 @@ func (s *Store) RegisterHost(ctx context.Context, reg types.HostRegister, where 
 	defer tx.Rollback()
 	now := micros(time.Now())
 	row, err := lockRow[HostRow](ctx, s, tx, hostTable, reg.Name)
+	if errors.Is(err, ErrNotFound) && reg.MachineID != "" {
+		row, err = s.hostByMachine(ctx, tx, reg.MachineID, s.dialect == Postgres)
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		row = HostRow{rowMeta: newMeta(prefixHost), Name: reg.Name, State: types.HostUp, Usage: "{}"}
@@ -123,6 +131,10 @@ func (s *Store) RegisterHost(ctx context.Context, reg types.HostRegister, where 
 	caps := reg.Capabilities
 	if caps == nil {
 		caps = []string{}
+	}
+	row.Name = reg.Name
+	if reg.MachineID != "" {
+		row.MachineID = reg.MachineID
 	}
 	row.RegionID, row.ZoneID = where.RegionID, where.ZoneID
 	row.Inventory, row.Capabilities = toJSON(reg.Inventory), toJSON(caps)
@@ -154,6 +166,39 @@ func (s *Store) RegisterHost(ctx context.Context, reg types.HostRegister, where 
 		return types.Host{}, "", fmt.Errorf("register host %s: %w", reg.Name, err)
 	}
 	return row.API(where.AggregateIDs), secret, nil
+}
+
+// hostByMachine finds the host last registered from a machine; the most
+// recently registered wins if (against the rule) several share it.
+func (s *Store) hostByMachine(ctx context.Context, q sqlx.QueryerContext, machineID string, lock bool) (HostRow, error) {
+	var rows []HostRow
+	suffix := ""
+	if lock {
+		suffix = " FOR UPDATE"
+	}
+	if err := sqlx.SelectContext(ctx, q, &rows, s.rb("SELECT * FROM hosts WHERE machine_id = ? ORDER BY last_heartbeat DESC, id LIMIT 1"+suffix),
+		machineID); err != nil {
+		return HostRow{}, fmt.Errorf("find host of machine %s: %w", machineID, err)
+	}
+	if len(rows) == 0 {
+		return HostRow{}, fmt.Errorf("host of machine %q: %w", machineID, ErrNotFound)
+	}
+	return rows[0], nil
+}
+
+// RegistrationTarget returns the host a registration of name from
+// machineID would update: the host of that name, else the host last
+// registered from that machine. ErrNotFound means it would create one.
+func (s *Store) RegistrationTarget(ctx context.Context, name, machineID string) (types.Host, error) {
+	row, err := getRow[HostRow](ctx, s, s.rd(ctx), hostTable, name)
+	if errors.Is(err, ErrNotFound) && machineID != "" {
+		row, err = s.hostByMachine(ctx, s.rd(ctx), machineID, false)
+	}
+	if err != nil {
+		return types.Host{}, err
+	}
+	aggs, err := s.hostAggregates(ctx, row.ID)
+	return row.API(aggs[row.ID]), err
 }
 
 func (s *Store) setHostAggregates(ctx context.Context, tx *Tx, hostID string, aggs []string) error {

@@ -55,16 +55,101 @@ type GuestSpec struct {
 	// RebootSeq counts reboots asked for; the agent reboots a running
 	// guest whose last applied reboot is older.
 	RebootSeq int64 `json:"reboot_seq"`
-	// Revision is the server's revision this spec was made from.
+	// Revision is the server's revision this spec was made from; for a
+	// spec with desired state "deleted" it is the generation of the delete.
 	Revision int64 `json:"revision"`
+	// FlavorID and Kind are written into the guest's metadata, so that
+	// an unknown guest can be adopted.
+	FlavorID string `json:"flavor_id,omitempty"`
+	Kind     string `json:"kind,omitempty"`
 }
 
 // HostGuests is a host's whole desired set, the answer of its agent's watch
 // (GET /v1/hosts/{id}/guests). Version changes whenever the set does.
+//
+// A guest's absence from Guests is never an order to remove it: an agent
+// removes a guest only when it is named by an explicit deletion, either a
+// spec with desired state "deleted" (a server being deleted) or an
+// unconfirmed entry of Tombstones. A managed guest that is in neither is
+// reported as unknown and left running.
 type HostGuests struct {
 	HostID  string      `json:"host_id"`
 	Version string      `json:"version"`
 	Guests  []GuestSpec `json:"guests"`
+	// Tombstones are the deletions corrald recorded for guests of this
+	// host that have no server record (any more): pending ones for the
+	// agent to carry out, and confirmed ones kept for a while.
+	Tombstones []GuestTombstone `json:"tombstones"`
+}
+
+// GuestTombstone is corrald's record that a guest on a host was deleted on
+// purpose: by a server delete that removed the record at once (a server
+// not yet built, a forced delete), or by an admin deleting an unknown
+// guest. An agent removes the guest it names while it is not confirmed,
+// and confirms with a "deleted" status.
+type GuestTombstone struct {
+	ServerID string `json:"server_id"`
+	// Generation orders the deletions of one server ID: the server's
+	// revision when it was deleted (1 for an unknown guest's delete).
+	Generation int64 `json:"generation"`
+	// Reason says who deleted it: "server_deleted", "force_deleted",
+	// "unknown_guest_deleted".
+	Reason    string    `json:"reason"`
+	DeletedAt time.Time `json:"deleted_at"`
+	// Confirmed is true once the host's agent reported the guest gone;
+	// the agent never acts on a confirmed tombstone.
+	Confirmed   bool       `json:"confirmed"`
+	ConfirmedAt *time.Time `json:"confirmed_at,omitempty"`
+}
+
+// Tombstone reasons.
+const (
+	TombstoneServerDeleted  = "server_deleted"
+	TombstoneForceDeleted   = "force_deleted"
+	TombstoneUnknownDeleted = "unknown_guest_deleted"
+)
+
+// UnknownGuest is a managed guest (a domain carrying Corral's metadata for
+// this host) that corrald has no server for, as its agent reports it. The
+// agent leaves it untouched. An admin adopts it (a server record rebuilt
+// from these fields, its claim taken on the host) or deletes it.
+type UnknownGuest struct {
+	ServerID  string `json:"server_id"`
+	Name      string `json:"name"`
+	ProjectID string `json:"project_id,omitempty"`
+	FlavorID  string `json:"flavor_id,omitempty"`
+	ImageID   string `json:"image_id,omitempty"`
+	// Kind is the server kind the guest was created as ("vm").
+	Kind      string `json:"kind,omitempty"`
+	VCPUs     int64  `json:"vcpus"`
+	RAMMiB    int64  `json:"ram_mib"`
+	DiskGiB   int64  `json:"disk_gib"`
+	Hugepages bool   `json:"hugepages"`
+	// Domain is the libvirt domain and State its libvirt state
+	// ("running", "shut off"...); DomainID is set while it runs.
+	Domain     string `json:"domain"`
+	DomainUUID string `json:"domain_uuid,omitempty"`
+	State      string `json:"state"`
+	DomainID   int    `json:"domain_id,omitempty"`
+	// HostID is the host that reported it; FirstSeen and LastSeen are set
+	// by corrald.
+	HostID    string    `json:"host_id,omitempty"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	// Tombstone is set when corrald has a deletion recorded for this
+	// server on this host (a deleted server whose guest came back, or a
+	// delete the agent has not carried out yet).
+	Tombstone *GuestTombstone `json:"tombstone,omitempty"`
+}
+
+// GuestAdopt is the optional body of an adoption (POST
+// /v1/hosts/{id}/unknown-guests/{server_id}/adopt): references that
+// replace the ones in the guest's metadata when those no longer exist.
+type GuestAdopt struct {
+	Project string `json:"project,omitempty"`
+	Flavor  string `json:"flavor,omitempty"`
+	Image   string `json:"image,omitempty"`
+	Name    string `json:"name,omitempty"`
 }
 
 // Guest states an agent reports.
@@ -88,6 +173,9 @@ type GuestStatus struct {
 // GuestReport carries an agent's statuses (POST /v1/hosts/{id}/guests/status).
 type GuestReport struct {
 	Guests []GuestStatus `json:"guests"`
+	// Unknown, when present (even empty), is the host's whole set of
+	// unknown guests, replacing the one corrald holds; absent leaves it.
+	Unknown *[]UnknownGuest `json:"unknown,omitempty"`
 }
 
 // GuestObserved is what a host's agent sees of a guest, shown on the

@@ -53,6 +53,8 @@ type Host struct {
 	Usage         Usage     `json:"usage"`
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	AgentVersion  string    `json:"agent_version,omitempty"`
+	// MachineID is the machine identity of its last registration.
+	MachineID string `json:"machine_id,omitempty"`
 	// Allocated is what placement has claimed on the host, hypervisor
 	// overhead included; Generation moves on with every claim.
 	Allocated  Allocation `json:"allocated"`
@@ -84,6 +86,11 @@ type HostRegister struct {
 	Inventory    Inventory `json:"inventory"`
 	Capabilities []string  `json:"capabilities,omitempty"`
 	AgentVersion string    `json:"agent_version,omitempty"`
+	// MachineID identifies the machine the agent runs on (a digest of
+	// /etc/machine-id and the agent's state directory). A registration
+	// whose name matches no host gets back the host registered from the
+	// same machine, instead of a new, empty one.
+	MachineID string `json:"machine_id,omitempty"`
 }
 
 // HeaderAgentToken carries a host's current agent token on a registration,

@@ -29,6 +29,7 @@ type computeOptions struct {
 	diskCache                string
 	diskQoS                  string
 	stopTimeout              time.Duration
+	deletedDiskGrace         time.Duration
 	watchWait, resync        time.Duration
 	workers                  int
 	network                  bool
@@ -52,6 +53,8 @@ func (c *computeOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.diskCache, "disk-cache", "none", "guest disk cache mode (none lets cgroup I/O throttling work)")
 	fs.StringVar(&c.diskQoS, "disk-qos", "iotune", "how disk limits are enforced: iotune (libvirt, any cache mode) or cgroup (blkio on v1, io.max on v2)")
 	fs.DurationVar(&c.stopTimeout, "stop-timeout", 30*time.Second, "how long a graceful guest stop waits before forcing")
+	fs.DurationVar(&c.deletedDiskGrace, "deleted-disk-grace", 24*time.Hour,
+		"keep a deleted guest's disk (and domain definition) in <instances-dir>/trash this long, so a mistaken delete can be undone; 0 removes it at once")
 	fs.DurationVar(&c.watchWait, "watch-wait", agent.DefaultWatchWait, "how long one watch of desired guests waits for a change")
 	fs.DurationVar(&c.resync, "resync", agent.DefaultResync, "how often every guest is re-checked")
 	fs.IntVar(&c.workers, "guest-workers", agent.DefaultGuestWorkers, "guests reconciled at once")
@@ -63,6 +66,9 @@ func (c *computeOptions) register(fs *flag.FlagSet) {
 // and the capabilities it found. It waits (with backoff) for libvirtd,
 // which may start after the agent.
 func (c *computeOptions) setup(ctx context.Context, host, dataDir string, api func() *client.Client, log *slog.Logger) (*compute.Driver, []string, error) {
+	if c.deletedDiskGrace < 0 {
+		return nil, nil, fmt.Errorf("--deleted-disk-grace %s: must not be negative", c.deletedDiskGrace)
+	}
 	if c.instancesDir == "" {
 		c.instancesDir = filepath.Join(dataDir, "instances")
 	}
@@ -120,7 +126,7 @@ func (c *computeOptions) setup(ctx context.Context, host, dataDir string, api fu
 		DomainType: domType, CPUModel: c.cpuModel, Vhost: vhost,
 		// The userspace datapath forwards partial checksums as they are.
 		ChecksumOffload: datapath != "netdev",
-		DiskCache:       c.diskCache, DiskQoS: c.diskQoS, StopTimeout: c.stopTimeout, Logger: log,
+		DiskCache:       c.diskCache, DiskQoS: c.diskQoS, StopTimeout: c.stopTimeout, DeletedDiskGrace: c.deletedDiskGrace, Logger: log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("compute: %w", err)

@@ -49,6 +49,7 @@ func main() {
 
 type options struct {
 	endpoint, tokenFile, name, region, zone, stateDir, dataDir, logLevel string
+	machineIDFile                                                        string
 	aggregates                                                           []string
 	heartbeatInterval                                                    time.Duration
 	compute                                                              computeOptions
@@ -69,6 +70,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&aggregates, "aggregates", "", "comma-separated aggregates of the host (names or IDs)")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/corral-agent", "directory for the agent's state (host ID and credential)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory whose file system holds guest disks; its size is reported (default --state-dir)")
+	fs.StringVar(&o.machineIDFile, "machine-id-file", agent.DefaultMachineIDFile,
+		"file holding the machine's ID; with --state-dir it identifies the machine, so a host that re-registers keeps its record")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "time between heartbeats")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	o.compute.register(fs)
@@ -132,6 +135,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Zone:                  o.zone,
 		Aggregates:            o.aggregates,
 		StateDir:              o.stateDir,
+		MachineIDFile:         o.machineIDFile,
 		HeartbeatInterval:     o.heartbeatInterval,
 		Version:               version,
 		Prober:                probe,

@@ -20,18 +20,20 @@ func TestParseFlags(t *testing.T) {
 			args: []string{"--endpoint", "http://c:8440", "--registration-token-file", "/etc/corral/reg", "--name", "cmp-1",
 				"--region", "dc1", "--zone", "rack1", "--aggregates", "general, fast-disk,,", "--heartbeat-interval", "500ms"},
 			want: options{endpoint: "http://c:8440", tokenFile: "/etc/corral/reg", name: "cmp-1", region: "dc1", zone: "rack1",
-				stateDir: "/var/lib/corral-agent", dataDir: "/var/lib/corral-agent", logLevel: "info",
+				stateDir: "/var/lib/corral-agent", dataDir: "/var/lib/corral-agent", logLevel: "info", machineIDFile: "/etc/machine-id",
 				aggregates: []string{"general", "fast-disk"}, heartbeatInterval: 500 * time.Millisecond}},
 		{name: "environment",
-			env:  map[string]string{envEndpoint: "https://corral:8440", envTokenFile: "/run/reg"},
-			args: []string{"--name", "cmp-2", "--region", "dc1", "--zone", "rack1", "--state-dir", "/s", "--data-dir", "/d"},
+			env: map[string]string{envEndpoint: "https://corral:8440", envTokenFile: "/run/reg"},
+			args: []string{"--name", "cmp-2", "--region", "dc1", "--zone", "rack1", "--state-dir", "/s", "--data-dir", "/d",
+				"--machine-id-file", "/m"},
 			want: options{endpoint: "https://corral:8440", tokenFile: "/run/reg", name: "cmp-2", region: "dc1", zone: "rack1",
-				stateDir: "/s", dataDir: "/d", logLevel: "info", heartbeatInterval: 5 * time.Second}},
+				stateDir: "/s", dataDir: "/d", logLevel: "info", machineIDFile: "/m", heartbeatInterval: 5 * time.Second}},
 		{name: "flags beat the environment",
 			env:  map[string]string{envEndpoint: "https://env:8440"},
 			args: []string{"--endpoint", "https://flag:8440", "--name", "n", "--region", "r", "--zone", "z"},
 			want: options{endpoint: "https://flag:8440", name: "n", region: "r", zone: "z",
-				stateDir: "/var/lib/corral-agent", dataDir: "/var/lib/corral-agent", logLevel: "info", heartbeatInterval: 5 * time.Second}},
+				stateDir: "/var/lib/corral-agent", dataDir: "/var/lib/corral-agent", logLevel: "info", machineIDFile: "/etc/machine-id",
+				heartbeatInterval: 5 * time.Second}},
 		{name: "missing placement", args: []string{"--endpoint", "http://c", "--name", "n"}, wantErr: "missing --region, --zone"},
 		{name: "missing endpoint", args: []string{"--name", "n", "--region", "r", "--zone", "z"}, wantErr: "missing --endpoint"},
 		{name: "bad interval", args: []string{"--endpoint", "http://c", "--region", "r", "--zone", "z", "--heartbeat-interval", "0s"},
@@ -54,7 +56,7 @@ func TestParseFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !got.compute.enabled || got.compute.libvirtURI != "qemu:///system" || got.compute.domainType != "auto" ||
-				got.compute.allowTCG || got.compute.bridge != "br-int" {
+				got.compute.allowTCG || got.compute.bridge != "br-int" || got.compute.deletedDiskGrace != 24*time.Hour {
 				t.Errorf("compute defaults = %+v", got.compute)
 			}
 			got.compute = computeOptions{} // checked above

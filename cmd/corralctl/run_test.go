@@ -197,6 +197,45 @@ func TestCommands(t *testing.T) {
 				ContentType: "application/json"}},
 		},
 		{
+			name: "host unknown-guests lists what the agent reported",
+			args: []string{"host", "unknown-guests", "hv-1"},
+			routes: map[string]route{
+				"GET /v1/hosts/hv-1/unknown-guests": reply(200, `{"items":[{"server_id":"srv-9","name":"web","project_id":"prj-1",`+
+					`"flavor_id":"flv-1","vcpus":2,"ram_mib":4096,"state":"running","first_seen":"2026-01-02T03:04:05Z"}]}`),
+			},
+			wantStdout: "SERVER-ID  NAME  PROJECT  FLAVOR  VCPUS  RAM-MIB  STATE    FIRST-SEEN            DELETED\n" +
+				"srv-9      web   prj-1    flv-1   2      4096     running  2026-01-02T03:04:05Z  -\n",
+			want: []request{{Method: "GET", Path: "/v1/hosts/hv-1/unknown-guests"}},
+		},
+		{
+			name: "host adopt sends the references given, nothing else",
+			args: []string{"host", "adopt", "hv-1", "srv-9", "--flavor", "m1"},
+			routes: map[string]route{
+				"POST /v1/hosts/hv-1/unknown-guests/srv-9/adopt": reply(201, `{"id":"srv-9","state":"active"}`),
+			},
+			wantStdout: "id:    srv-9\nstate: active\n",
+			want: []request{{Method: "POST", Path: "/v1/hosts/hv-1/unknown-guests/srv-9/adopt", Body: `{"flavor":"m1"}`,
+				ContentType: "application/json"}},
+		},
+		{
+			name: "host adopt without flags sends no body",
+			args: []string{"host", "adopt", "hv-1", "srv-9"},
+			routes: map[string]route{
+				"POST /v1/hosts/hv-1/unknown-guests/srv-9/adopt": reply(201, `{"id":"srv-9"}`),
+			},
+			wantStdout: "id: srv-9\n",
+			want:       []request{{Method: "POST", Path: "/v1/hosts/hv-1/unknown-guests/srv-9/adopt"}},
+		},
+		{
+			name: "host delete-guest records the deletion",
+			args: []string{"host", "delete-guest", "hv-1", "srv-9"},
+			routes: map[string]route{
+				"DELETE /v1/hosts/hv-1/unknown-guests/srv-9": reply(202, `{"server_id":"srv-9","generation":1}`),
+			},
+			wantStdout: "server_id:  srv-9\ngeneration: 1\n",
+			want:       []request{{Method: "DELETE", Path: "/v1/hosts/hv-1/unknown-guests/srv-9"}},
+		},
+		{
 			name: "a create retried after a 503 keeps its idempotency key",
 			args: []string{"project", "create", "games", "-o", "json"},
 			routes: map[string]route{"POST /v1/projects": sequence(

@@ -143,6 +143,8 @@ func (a *app) hostCommand() *cobra.Command {
 	update.Flags().StringSliceVar(&aggs, "aggregates", nil, "the host's aggregates, comma-separated IDs or names; '' for none")
 	addIfMatchFlag(update, &rev)
 
-	return group("host", "Manage compute hosts (they register themselves)",
+	cmd := group("host", "Manage compute hosts (they register themselves)",
 		listCommand(a, k), showCommand(a, k), update, deleteCommand(a, k, true))
+	cmd.AddCommand(a.hostGuestCommands()...) // unknown guests (unknown.go)
+	return cmd
 }

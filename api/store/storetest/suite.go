@@ -36,6 +36,9 @@ func Run(t *testing.T, open Opener) {
 		{"Audit", testAudit},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"Guests", testGuests},
+		{"GuestTombstones", testGuestTombstones},
+		{"UnknownGuests", testUnknownGuests},
+		{"MachineIdentity", testMachineIdentity},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
