@@ -188,7 +188,13 @@ func (s *Server) reportGuests(c echo.Context) error {
 			return err
 		}
 	}
-	hostID := c.Param("id")
+	// An admin may report for any host; one that does not exist is a 404,
+	// as the watch answers, not an empty success.
+	host, err := s.store.GetHost(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	hostID := host.ID
 	res, err := s.store.ReportGuests(c.Request().Context(), hostID, in.Guests, s.now())
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"time"
@@ -488,11 +487,11 @@ func (s *Server) createPort(c echo.Context) error {
 	}
 	spec := store.PortSpec{Port: types.Port{Name: in.Name, NetworkID: network.ID, ProjectID: project, Description: in.Description}}
 	if in.MACAddress != "" {
-		mac, err := net.ParseMAC(in.MACAddress)
-		if err != nil || len(mac) != 6 || mac[0]&1 == 1 || mac.String() == "00:00:00:00:00:00" {
-			return types.FieldError("mac_address", "%q is not a unicast Ethernet MAC address", in.MACAddress)
+		mac, err := unicastMAC("mac_address", in.MACAddress)
+		if err != nil {
+			return err
 		}
-		spec.Port.MACAddress = mac.String()
+		spec.Port.MACAddress = mac
 	}
 	if spec.Port.DeviceID, spec.Port.HostID, err = s.resolveBinding(c, project, in.Server, in.Host); err != nil {
 		return err

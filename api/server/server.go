@@ -30,6 +30,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImageBytes bounds an image upload; 0 means 64 GiB.
 	MaxImageBytes int64
+	// QemuImg is the qemu-img binary that checks uploaded images' formats;
+	// "" means qemu-img from $PATH. Without it uploads answer 503.
+	QemuImg string
 	// Registry collects metrics; nil makes a new one.
 	Registry *prometheus.Registry
 	// Now is the clock; nil means time.Now. Tests move it.
@@ -74,6 +77,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxImageBytes == 0 {
 		cfg.MaxImageBytes = 64 << 30
 	}
+	if cfg.QemuImg == "" {
+		cfg.QemuImg = "qemu-img"
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -103,8 +109,10 @@ func New(cfg Config) (*Server, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// Recover sits inside observe so that a panic is answered, counted and
-	// audited like any other 500.
-	e.Use(middleware.RequestID(), s.observe, s.authenticate, s.audit, middleware.Recover(), s.idempotency)
+	// audited like any other 500. checkInput comes before authenticate: a
+	// NUL byte or invalid UTF-8 must reach neither the token lookup nor
+	// the audit log.
+	e.Use(s.requestID, s.observe, s.checkInput, s.authenticate, s.audit, middleware.Recover(), s.idempotency)
 	s.echo = e
 	s.routes()
 	return s, nil
