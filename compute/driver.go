@@ -252,7 +252,7 @@ func (d *Driver) define(ctx context.Context, g types.GuestSpec, hash string, red
 			"(a database restored from a backup?)", "server", g.ServerID, "disk", disk)
 	}
 	if _, err := os.Stat(disk); errors.Is(err, os.ErrNotExist) {
-		if err := createOverlay(ctx, base, disk, g.DiskGiB); err != nil {
+		if err := createOverlay(ctx, base, g.Image.Format, disk, g.DiskGiB); err != nil {
 			return err
 		}
 	} else if err == nil && g.DiskGiB > 0 {
@@ -304,14 +304,17 @@ func (d *Driver) domainConfig(g types.GuestSpec, disk, hash string) DomainConfig
 	return cfg
 }
 
-// createOverlay makes a qcow2 overlay of base, growing the virtual disk to
-// sizeGiB when larger.
-func createOverlay(ctx context.Context, base, disk string, sizeGiB int64) error {
-	tmp := disk + ".tmp"
-	args := []string{"create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", tmp}
-	if sizeGiB > 0 {
-		args = append(args, fmt.Sprintf("%dG", sizeGiB))
+// createOverlay makes a qcow2 overlay of base, whose format is baseFormat
+// ("qcow2" or "raw", as corrald checked it on upload), growing the virtual
+// disk to sizeGiB when larger. The base's format is always given, never
+// probed: probing a raw image that starts with a qcow2 header would open
+// whatever backing file that header names.
+func createOverlay(ctx context.Context, base, baseFormat, disk string, sizeGiB int64) error {
+	args, err := overlayArgs(base, baseFormat, disk+".tmp", sizeGiB)
+	if err != nil {
+		return err
 	}
+	tmp := disk + ".tmp"
 	if out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput(); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("create overlay %s: %v: %s", disk, err, strings.TrimSpace(string(out)))
@@ -320,6 +323,20 @@ func createOverlay(ctx context.Context, base, disk string, sizeGiB int64) error 
 		return err
 	}
 	return os.Rename(tmp, disk)
+}
+
+// overlayArgs are the qemu-img arguments that create an overlay.
+func overlayArgs(base, baseFormat, overlay string, sizeGiB int64) ([]string, error) {
+	switch baseFormat {
+	case "qcow2", "raw":
+	default:
+		return nil, fmt.Errorf("create overlay of %s: unsupported image format %q (want qcow2 or raw)", base, baseFormat)
+	}
+	args := []string{"create", "-q", "-f", "qcow2", "-b", base, "-F", baseFormat, overlay}
+	if sizeGiB > 0 {
+		args = append(args, fmt.Sprintf("%dG", sizeGiB))
+	}
+	return args, nil
 }
 
 // stop asks the guest to power off, and forces it after StopTimeout.

@@ -585,7 +585,7 @@ func TestAgents(t *testing.T) {
 func TestImages(t *testing.T) {
 	e := newEnv(t)
 	var img types.Image
-	e.must(201, "POST", "/v1/images", types.ImageCreate{Name: "cirros", DiskFormat: "qcow2"}, &img)
+	e.must(201, "POST", "/v1/images", types.ImageCreate{Name: "cirros", DiskFormat: "raw"}, &img)
 	if r := e.call(e.admin, "GET", "/v1/images/"+img.ID+"/file", nil); r.status != 409 || r.apiErr(t).Code != types.CodeImageNotActive {
 		t.Errorf("download before upload = %d %s", r.status, r.body)
 	}
@@ -666,8 +666,18 @@ func TestDecodeErrors(t *testing.T) {
 		{`{"name":1}`, types.CodeInvalidJSON, "name"},
 		{`{"nmae":"x"}`, types.CodeUnknownField, "nmae"},
 		{`{"name":"x"`, types.CodeInvalidJSON, ""},
-		{`"x"`, types.CodeInvalidJSON, ""},
-		{`null`, "", ""},
+		{`"x"`, types.CodeInvalidJSON, "body"},
+		{`null`, types.CodeInvalidJSON, "body"},
+		{` null `, types.CodeInvalidJSON, "body"},
+		{`[]`, types.CodeInvalidJSON, "body"},
+		{``, types.CodeInvalidJSON, "body"},
+		{`{"name":"ok","description":"\u0000"}`, types.CodeInvalidInput, "description"},
+		{"{\"name\":\"a\xffb\"}", types.CodeInvalidInput, "name"},
+		{"{\"na\xffme\":\"x\"}", types.CodeInvalidInput, "na\uFFFDme"},
+		{`{"x":{"y":[1,{"z":"\u0000"}]}}`, types.CodeInvalidInput, "x.y[1].z"},
+		{"{\"a\":[\"ok\",\"\xc3\x28\"]}", types.CodeInvalidInput, "a[1]"},
+		{`{"name":"caf\u00e9 \ud83d\ude00"}`, "", ""},
+		{`{"name":"x"}`, "", ""},
 	} {
 		var v types.RegionCreate
 		err := decodeBytes([]byte(tc.in), &v)

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/corral-cloud/corral/api/types"
 )
@@ -40,7 +41,10 @@ func decodeJSON(r *http.Request, limit int64, v any) error {
 // decodeBytes is the pure part of decodeJSON, and the fuzz target.
 func decodeBytes(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
-		return types.Errorf(types.CodeInvalidJSON, "request body is empty; send a JSON object")
+		return types.Errorf(types.CodeInvalidJSON, "request body is empty; send a JSON object").WithDetail("field", "body")
+	}
+	if err := checkJSONText(body); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -54,6 +58,105 @@ func decodeBytes(body []byte, v any) error {
 		return types.Errorf(types.CodeInvalidJSON, "request body has data after the JSON object")
 	}
 	return nil
+}
+
+// maxJSONDepth bounds the nesting of a body; no request type comes near it.
+const maxJSONDepth = 32
+
+// jsonFrame is one open object or array while a body is walked.
+type jsonFrame struct {
+	object  bool
+	key     string // the current key, in an object
+	index   int    // the current index, in an array
+	wantKey bool   // the next string token is a key
+}
+
+// checkJSONText walks the tokens of a body before it is decoded. The body
+// must be an object (a null body would decode into nothing and act as an
+// empty change), and no string in it, key or value, may hold a NUL byte or
+// invalid UTF-8: encoding/json would silently turn invalid bytes into
+// U+FFFD, and PostgreSQL refuses NUL. The error names the field by its
+// path, as "qos.disk_iops" or "guests[2].server_id".
+func checkJSONText(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var stack []jsonFrame
+	for {
+		start := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return jsonError(err)
+		}
+		if len(stack) == 0 && tok != json.Delim('{') {
+			switch tok.(type) {
+			case nil:
+				return types.Errorf(types.CodeInvalidJSON, "the body is null; send a JSON object").WithDetail("field", "body")
+			case json.Delim:
+				return types.Errorf(types.CodeInvalidJSON, "the body must be a JSON object, not an array").WithDetail("field", "body")
+			}
+			return types.Errorf(types.CodeInvalidJSON, "the body must be a JSON object, not %v", tok).WithDetail("field", "body")
+		}
+		var top *jsonFrame
+		if len(stack) > 0 {
+			top = &stack[len(stack)-1]
+		}
+		if str, ok := tok.(string); ok {
+			isKey := top.object && top.wantKey
+			field := jsonPath(stack)
+			if isKey {
+				field = jsonPath(append(stack[:len(stack)-1:len(stack)-1], jsonFrame{object: true, key: str}))
+			}
+			if strings.IndexByte(str, 0) >= 0 {
+				return types.InputError(printable(field), "holds a NUL byte")
+			}
+			if !utf8.Valid(body[start:dec.InputOffset()]) {
+				return types.InputError(printable(field), "is not valid UTF-8")
+			}
+			if isKey {
+				top.key, top.wantKey = str, false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) == maxJSONDepth {
+				return types.Errorf(types.CodeInvalidJSON, "the body is nested over %d levels deep", maxJSONDepth)
+			}
+			stack = append(stack, jsonFrame{object: tok == json.Delim('{'), wantKey: true})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			if len(stack) == 0 {
+				return nil // the decoder reports trailing data
+			}
+			top = &stack[len(stack)-1]
+		}
+		// A value has ended: the parent moves on.
+		if top.object {
+			top.wantKey = true
+		} else {
+			top.index++
+		}
+	}
+}
+
+// jsonPath names the current position, as "a.b[2].c".
+func jsonPath(stack []jsonFrame) string {
+	var b strings.Builder
+	for i, f := range stack {
+		if f.object {
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(f.key)
+		} else {
+			fmt.Fprintf(&b, "[%d]", f.index)
+		}
+	}
+	if b.Len() == 0 {
+		return "body"
+	}
+	return b.String()
 }
 
 func jsonError(err error) error {

@@ -221,11 +221,14 @@ func (s *Server) reportGuests(c echo.Context) error {
 			}
 		}
 	}
-	hostID := c.Param("id")
 	ctx := c.Request().Context()
-	if _, err := s.store.GetHost(ctx, hostID); err != nil {
+	// An admin may report for any host; one that does not exist is a 404,
+	// as the watch answers, not an empty success.
+	host, err := s.store.GetHost(ctx, c.Param("id"))
+	if err != nil {
 		return err
 	}
+	hostID := host.ID
 	res, err := s.store.ReportGuests(ctx, hostID, in.Guests, s.now())
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -182,7 +184,7 @@ func (e *env) catalogue() catalogue {
 	e.must(201, "POST", "/v1/aggregates", map[string]any{"name": "gen10", "traits": []string{"nvme"}}, &c.agg)
 	e.must(201, "POST", "/v1/flavors", types.FlavorCreate{Name: "m1.small", VCPUs: 1, RAMMiB: 512, DiskGiB: 1}, &c.flavor)
 	e.must(201, "POST", "/v1/images", types.ImageCreate{Name: "tiny", DiskFormat: "qcow2"}, &c.image)
-	e.must(200, "PUT", "/v1/images/"+c.image.ID+"/file", "not really qcow2 but bytes", &c.image)
+	e.must(200, "PUT", "/v1/images/"+c.image.ID+"/file", qcow2Data(e.t, nil), &c.image)
 	e.must(201, "POST", "/v1/projects", types.ProjectCreate{Name: "kafka"}, &c.project)
 	c.host = e.addHost("hv1.dc1", "rack1", 64, 262144, "gen10")
 	return c
@@ -190,6 +192,22 @@ func (e *env) catalogue() catalogue {
 
 func (c catalogue) server(name string) types.ServerCreate {
 	return types.ServerCreate{Name: name, Kind: "vm", Project: c.project.ID, Flavor: c.flavor.ID, Image: c.image.ID}
+}
+
+// qcow2Data returns a small qcow2 image made by qemu-img, with the extra
+// qemu-img create arguments (such as "-b", base, "-F", "raw").
+func qcow2Data(t *testing.T, extra []string) []byte {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.qcow2")
+	args := append(append([]string{"create", "-q", "-f", "qcow2"}, extra...), p, "1M")
+	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img %v: %v: %s", args, err, out)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // token creates a token with role (and project) and returns its secret.

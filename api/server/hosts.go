@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"math"
 	"net/http"
 	"strings"
 
@@ -188,11 +189,33 @@ func (s *Server) heartbeat(c echo.Context) error {
 	if err := s.decode(c, &in); err != nil {
 		return err
 	}
-	if in.Usage.MemFreeMiB < 0 || in.Usage.DiskFreeGiB < 0 || in.Usage.Guests < 0 || in.Usage.Load1 < 0 {
-		return types.FieldError("usage", "counters must not be negative")
+	if err := checkUsage(in.Usage); err != nil {
+		return err
 	}
 	if err := s.store.Heartbeat(c.Request().Context(), c.Param("id"), in.Usage, s.now()); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// checkUsage refuses a negative or non-finite measurement: the failsafe
+// would count it as memory or pages a host does not have.
+func checkUsage(u types.Usage) error {
+	for _, f := range []struct {
+		field string
+		v     int64
+	}{{"usage.mem_free_mib", u.MemFreeMiB}, {"usage.disk_free_gib", u.DiskFreeGiB}, {"usage.guests", u.Guests}} {
+		if f.v < 0 {
+			return types.FieldError(f.field, "is %d; a measurement is never negative", f.v)
+		}
+	}
+	if !(u.Load1 >= 0) || math.IsInf(u.Load1, 0) {
+		return types.FieldError("usage.load1", "is %g; must be a finite number, 0 or more", u.Load1)
+	}
+	for size, n := range u.HugepagesFree {
+		if n < 0 {
+			return types.FieldError("usage.hugepages_free", "%s: is %d; a page count is never negative", size, n)
+		}
+	}
+	return nil
 }

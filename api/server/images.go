@@ -51,7 +51,9 @@ const uploadStaleAfter = 15 * time.Minute
 
 // uploadImage streams the request body into the image store. An image's
 // data is written once: an active image is immutable (its checksum is what
-// hosts verify their cached copies against).
+// hosts verify their cached copies against). qemu-img checks the data
+// before it is accepted (checkImageData): its format must be the declared
+// one, and a qcow2 must stand alone.
 func (s *Server) uploadImage(c echo.Context) error {
 	if err := allow(c, adminOnly...); err != nil {
 		return err
@@ -76,12 +78,18 @@ func (s *Server) uploadImage(c echo.Context) error {
 	bg := context.WithoutCancel(ctx)
 	fail := func(err error) error {
 		s.images.remove(id)
-		if aerr := s.store.AbortImageUpload(bg, id); aerr != nil {
+		if aerr := s.store.AbortImageUpload(bg, id, img.UpdatedAt); aerr != nil {
 			s.log.Error("abort image upload", "image", id, "error", aerr)
 		}
 		return err
 	}
-	size, sum, err := s.images.put(id, s.uploadBody(c), s.cfg.MaxImageBytes)
+	declared := img.DiskFormat
+	size, sum, err := s.images.put(id, s.uploadBody(c), s.cfg.MaxImageBytes, func(path string, n int64) error {
+		if n == 0 {
+			return types.FieldError("body", "the upload is empty; send the image's data")
+		}
+		return checkImageData(ctx, s.cfg.QemuImg, declared, path)
+	})
 	if errors.Is(err, errTooLarge) {
 		return fail(types.Errorf(types.CodeBodyTooLarge, "image is over the %d-byte limit", s.cfg.MaxImageBytes).
 			WithDetail("limit", s.cfg.MaxImageBytes))

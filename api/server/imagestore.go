@@ -42,8 +42,10 @@ func (s *imageStore) path(id string) (string, error) {
 var errTooLarge = errors.New("image over the size limit")
 
 // put streams r into the image's file, never holding it in memory, and
-// returns its size and SHA-256. On any error nothing is left behind.
-func (s *imageStore) put(id string, r io.Reader, limit int64) (int64, string, error) {
+// returns its size and SHA-256. check, when set, inspects the complete
+// temporary file before it is renamed into place, and its error refuses
+// the data. On any error nothing is left behind.
+func (s *imageStore) put(id string, r io.Reader, limit int64, check func(path string, size int64) error) (int64, string, error) {
 	dst, err := s.path(id)
 	if err != nil {
 		return 0, "", err
@@ -69,6 +71,11 @@ func (s *imageStore) put(id string, r io.Reader, limit int64) (int64, string, er
 	}
 	if err := tmp.Close(); err != nil {
 		return 0, "", fmt.Errorf("image store: close %s: %w", id, err)
+	}
+	if check != nil {
+		if err := check(tmp.Name(), n); err != nil {
+			return 0, "", err
+		}
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return 0, "", fmt.Errorf("image store: %w", err)

@@ -551,10 +551,11 @@ func (s *Server) createPort(c echo.Context) error {
 // traffic. Admins may give any unicast MAC (a bare-metal NIC's, say). A
 // MAC already used on the network is refused by the store.
 func checkMAC(c echo.Context, v string) (string, error) {
-	mac, err := net.ParseMAC(v)
-	if err != nil || len(mac) != 6 || mac[0]&1 == 1 || mac.String() == "00:00:00:00:00:00" {
-		return "", types.FieldError("mac_address", "%q is not a unicast Ethernet MAC address", v)
+	s, err := unicastMAC("mac_address", v)
+	if err != nil {
+		return "", err
 	}
+	mac, _ := net.ParseMAC(s)
 	if mac[0]&2 == 0 && principalOf(c).Role != types.RoleAdmin {
 		return "", types.FieldError("mac_address", "%s is universally administered (a hardware vendor's, such as a gateway's); "+
 			"choose a locally administered MAC such as 02:%s, or leave it out", mac, mac[1:].String())

@@ -139,11 +139,10 @@ func normalizeMACs(macs []string) ([]string, error) {
 	out := make([]string, 0, len(macs))
 	seen := map[string]bool{}
 	for _, m := range macs {
-		hw, err := net.ParseMAC(m)
-		if err != nil || len(hw) != 6 {
-			return nil, types.FieldError("macs", "%q is not a MAC address", m)
+		n, err := unicastMAC("macs", m)
+		if err != nil {
+			return nil, err
 		}
-		n := hw.String()
 		if seen[n] {
 			return nil, types.FieldError("macs", "%s is listed twice", n)
 		}

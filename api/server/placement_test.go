@@ -24,7 +24,7 @@ func roomFor40(e *env) catalogue {
 	e.must(201, "POST", "/v1/aggregates", map[string]any{"name": "std", "cpu_allocation_ratio": 1.0}, &c.agg)
 	e.must(201, "POST", "/v1/flavors", types.FlavorCreate{Name: "c1", VCPUs: 1, RAMMiB: 256, DiskGiB: 1}, &c.flavor)
 	e.must(201, "POST", "/v1/images", types.ImageCreate{Name: "tiny", DiskFormat: "qcow2"}, &c.image)
-	e.must(200, "PUT", "/v1/images/"+c.image.ID+"/file", "bytes", &c.image)
+	e.must(200, "PUT", "/v1/images/"+c.image.ID+"/file", qcow2Data(e.t, nil), &c.image)
 	e.must(201, "POST", "/v1/projects", types.ProjectCreate{Name: "p"}, &c.project)
 	for i := 1; i <= 4; i++ {
 		e.addHost(fmt.Sprintf("hv%d", i), "rack1", 10, 65536, "std")

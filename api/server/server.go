@@ -30,6 +30,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImageBytes bounds an image upload; 0 means 64 GiB.
 	MaxImageBytes int64
+	// QemuImg is the qemu-img binary that checks uploaded images' formats;
+	// "" means qemu-img from $PATH. Without it uploads answer 503.
+	QemuImg string
 	// Registry collects metrics; nil makes a new one.
 	Registry *prometheus.Registry
 	// Now is the clock; nil means time.Now. Tests move it.
@@ -87,6 +90,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxImageBytes == 0 {
 		cfg.MaxImageBytes = 64 << 30
 	}
+	if cfg.QemuImg == "" {
+		cfg.QemuImg = "qemu-img"
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -124,9 +130,11 @@ func New(cfg Config) (*Server, error) {
 	// Recover sits inside transact so that a panic rolls back the request's
 	// transaction and is answered, counted and audited like any other 500.
 	// The rate limits come before transact, so that a refused flood writes
-	// no audit rows: the address budget before authentication (it also
-	// slows token guessing), the token budgets right after it.
-	e.Use(middleware.RequestID(), s.observe, s.limitSource, s.authenticate, s.limitToken, s.transact, middleware.Recover())
+	// no audit rows: the address budget before everything else (it also
+	// slows token guessing), the token budgets right after authentication.
+	// checkInput comes before authenticate: a NUL byte or invalid UTF-8
+	// must reach neither the token lookup nor the store.
+	e.Use(s.requestID, s.observe, s.limitSource, s.checkInput, s.authenticate, s.limitToken, s.transact, middleware.Recover())
 	s.echo = e
 	s.routes()
 	return s, nil

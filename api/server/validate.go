@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"regexp"
 	"slices"
 
@@ -125,4 +126,20 @@ func checkTraits(traits []string) error {
 		seen[t] = true
 	}
 	return nil
+}
+
+// unicastMAC parses an Ethernet MAC that may sit on a NIC: 6 bytes, not
+// multicast (which includes broadcast), not all zeros. It returns the MAC
+// in lower case with colons.
+func unicastMAC(field, v string) (string, error) {
+	hw, err := net.ParseMAC(v)
+	switch {
+	case err != nil || len(hw) != 6:
+		return "", types.FieldError(field, "%q is not an Ethernet MAC address", v)
+	case hw[0]&1 == 1:
+		return "", types.FieldError(field, "%s is a multicast or broadcast address; a NIC needs a unicast MAC", hw)
+	case hw.String() == "00:00:00:00:00:00":
+		return "", types.FieldError(field, "%s is the zero address; a NIC needs a unicast MAC", hw)
+	}
+	return hw.String(), nil
 }

@@ -348,10 +348,12 @@ func (s *Store) UpdateImage(ctx context.Context, idOrName string, ifMatch int64,
 
 // BeginImageUpload moves a queued image to uploading, so that only one
 // upload writes its data. An upload stuck for staleAfter (its corrald died)
-// may be taken over. Anything else is ErrStale.
+// may be taken over. Anything else is ErrStale. The revision stays: an
+// upload in progress is not a change that a client's If-Match should miss,
+// and SetImageData bumps it when the data is in.
 func (s *Store) BeginImageUpload(ctx context.Context, id string, staleAfter time.Duration) error {
 	now := time.Now()
-	res, err := s.wr(ctx).ExecContext(ctx, s.rb(`UPDATE images SET status = ?, revision = revision + 1, updated_at = ?
+	res, err := s.wr(ctx).ExecContext(ctx, s.rb(`UPDATE images SET status = ?, updated_at = ?
 		WHERE id = ? AND (status = ? OR (status = ? AND updated_at < ?))`),
 		types.ImageUploading, micros(now), id, types.ImageQueued, types.ImageUploading, micros(now.Add(-staleAfter)))
 	if err != nil {
@@ -363,10 +365,12 @@ func (s *Store) BeginImageUpload(ctx context.Context, id string, staleAfter time
 	return nil
 }
 
-// AbortImageUpload returns an image whose upload failed to queued.
-func (s *Store) AbortImageUpload(ctx context.Context, id string) error {
-	_, err := s.wr(ctx).ExecContext(ctx, s.rb("UPDATE images SET status = ?, revision = revision + 1 WHERE id = ? AND status = ?"),
-		types.ImageQueued, id, types.ImageUploading)
+// AbortImageUpload returns an image whose upload failed to queued, with
+// the updated_at it had before BeginImageUpload (queuedAt): a refused
+// upload leaves the image as it was.
+func (s *Store) AbortImageUpload(ctx context.Context, id string, queuedAt time.Time) error {
+	_, err := s.wr(ctx).ExecContext(ctx, s.rb("UPDATE images SET status = ?, updated_at = ? WHERE id = ? AND status = ?"),
+		types.ImageQueued, micros(queuedAt), id, types.ImageUploading)
 	return err
 }
 

@@ -9,6 +9,7 @@ const (
 	CodeUnknownField          = "unknown_field"           // 400: the body names a field the API does not know
 	CodeInvalidArgument       = "invalid_argument"        // 400: a field's value is not allowed; details.field names it
 	CodeInvalidReference      = "invalid_reference"       // 400: a referenced object (flavor, image…) does not exist
+	CodeInvalidInput          = "invalid_input"           // 400: a path parameter, query value, header or JSON string holds a NUL byte or invalid UTF-8, or the query string is malformed; details.field names it
 	CodeBodyTooLarge          = "body_too_large"          // 413: the body is over the size limit
 	CodeUnsupportedMediaType  = "unsupported_media_type"  // 415
 	CodeUnauthenticated       = "unauthenticated"         // 401: no token or an unknown token
@@ -74,10 +75,17 @@ func FieldError(field, format string, args ...any) *Error {
 	return Errorf(CodeInvalidArgument, "%s: "+format, append([]any{field}, args...)...).WithDetail("field", field)
 }
 
+// InputError returns an invalid_input error naming field: the request
+// holds bytes the API never accepts (a NUL byte, invalid UTF-8, a malformed
+// query string), refused before anything reaches the store.
+func InputError(field, format string, args ...any) *Error {
+	return Errorf(CodeInvalidInput, "%s: "+format, append([]any{field}, args...)...).WithDetail("field", field)
+}
+
 // Status returns the HTTP status that goes with code.
 func Status(code string) int {
 	switch code {
-	case CodeInvalidJSON, CodeUnknownField, CodeInvalidArgument, CodeInvalidReference:
+	case CodeInvalidJSON, CodeUnknownField, CodeInvalidArgument, CodeInvalidReference, CodeInvalidInput:
 		return 400
 	case CodeUnauthenticated, CodeTokenExpired:
 		return 401

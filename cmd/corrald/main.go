@@ -162,6 +162,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		ln = netutil.LimitListener(ln, o.serve.maxConns)
 	}
 	srv := o.serve.server(api.Handler(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+	// Headers over the limit get 431 before any handler runs.
+	srv.MaxHeaderBytes = server.MaxHeaderBytes
 	if o.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
 		if err != nil {

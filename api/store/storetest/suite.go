@@ -106,7 +106,12 @@ func testCatalogue(t *testing.T, s *store.Store) {
 	if err := s.BeginImageUpload(ctx, img2.ID, time.Hour); !errors.Is(err, store.ErrStale) {
 		t.Errorf("second concurrent upload: %v, want ErrStale", err)
 	}
-	must0(t, s.AbortImageUpload(ctx, img2.ID))
+	must0(t, s.AbortImageUpload(ctx, img2.ID, img2.UpdatedAt))
+	// A failed upload leaves the image as it was: queued, with the
+	// revision a client may hold for If-Match.
+	if got := must[types.Image](t)(s.GetImage(ctx, img2.ID)); !cmp.Equal(got, img2) {
+		t.Errorf("image after an aborted upload:\n%s", cmp.Diff(img2, got))
+	}
 	must0(t, s.BeginImageUpload(ctx, img2.ID, time.Hour))
 	if err := s.BeginImageUpload(ctx, f.image.ID, time.Hour); !errors.Is(err, store.ErrStale) {
 		t.Errorf("upload to an active image: %v, want ErrStale", err)
