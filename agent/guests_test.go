@@ -234,7 +234,7 @@ func TestGuestLoopRemovesOnlyExplicitDeletions(t *testing.T) {
 	mustDo(client.Create[types.Zone](ctx, api, "/v1/zones", types.ZoneCreate{Name: "rack1", Region: "dc1"}, ""))
 	mustDo(client.Create[types.Project](ctx, api, "/v1/projects", types.ProjectCreate{Name: "p"}, ""))
 	mustDo(client.Create[types.Flavor](ctx, api, "/v1/flavors", types.FlavorCreate{Name: "f", VCPUs: 1, RAMMiB: 128, DiskGiB: 1}, ""))
-	img, err := client.Create[types.Image](ctx, api, "/v1/images", types.ImageCreate{Name: "i", DiskFormat: "qcow2"}, "")
+	img, err := client.Create[types.Image](ctx, api, "/v1/images", types.ImageCreate{Name: "i", DiskFormat: "raw"}, "")
 	mustDo(img, err)
 	mustDo(api.UploadImage(ctx, img.ID, strings.NewReader("image bytes")))
 	tokenFile := filepath.Join(dir, "admin")

@@ -50,7 +50,7 @@ func (c *Client) UnknownGuests(ctx context.Context, hostID string) ([]types.Unkn
 func (c *Client) AdoptGuest(ctx context.Context, hostID, serverID string, in *types.GuestAdopt) (types.Server, error) {
 	var out types.Server
 	r := Request{Method: http.MethodPost, Path: "/v1/hosts/" + url.PathEscape(hostID) + "/unknown-guests/" +
-		url.PathEscape(serverID) + "/adopt"}
+		url.PathEscape(serverID) + "/adopt", Body: types.GuestAdopt{}}
 	if in != nil {
 		r.Body = in
 	}

@@ -54,11 +54,11 @@ func (s *Server) adoptGuest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The body is a JSON object like every POST's: {} keeps what the
+	// guest's metadata names.
 	var in types.GuestAdopt
-	if c.Request().ContentLength != 0 {
-		if err := s.decode(c, &in); err != nil {
-			return err
-		}
+	if err := s.decode(c, &in); err != nil {
+		return err
 	}
 	ctx := c.Request().Context()
 	g, err := s.store.GetUnknownGuest(ctx, h.ID, c.Param("server_id"))

@@ -73,14 +73,14 @@ func TestUnknownGuests(t *testing.T) {
 	if r := e.call(e.admin, "GET", "/v1/hosts/host-nope/unknown-guests", nil); r.status != 404 {
 		t.Errorf("unknown host = %d", r.status)
 	}
-	if r := e.call(e.admin, "POST", "/v1/hosts/"+other.ID+"/unknown-guests/srv-ghost1/adopt", nil); r.status != 404 {
+	if r := e.call(e.admin, "POST", "/v1/hosts/"+other.ID+"/unknown-guests/srv-ghost1/adopt", types.GuestAdopt{}); r.status != 404 {
 		t.Errorf("adopt on the wrong host = %d %s", r.status, r.body)
 	}
 
 	// Adopt: the server comes back with its ID, and its claim counts.
 	before := e.hostOf(host.ID)
 	var srv types.Server
-	e.must(201, "POST", "/v1/hosts/"+host.ID+"/unknown-guests/srv-ghost1/adopt", nil, &srv)
+	e.must(201, "POST", "/v1/hosts/"+host.ID+"/unknown-guests/srv-ghost1/adopt", types.GuestAdopt{}, &srv)
 	if srv.ID != "srv-ghost1" || srv.Name != "ghost" || srv.HostID != host.ID || srv.State != types.ServerActive ||
 		srv.ProjectID != c.project.ID || srv.FlavorID != c.flavor.ID {
 		t.Errorf("adopted %+v", srv)
@@ -91,7 +91,7 @@ func TestUnknownGuests(t *testing.T) {
 		after.Allocated.RAMMiB <= before.Allocated.RAMMiB+512 {
 		t.Errorf("allocation %+v → %+v: the adopted guest's claim is missing", before.Allocated, after.Allocated)
 	}
-	if r := e.call(e.admin, "POST", "/v1/hosts/"+host.ID+"/unknown-guests/srv-ghost1/adopt", nil); r.status != 404 {
+	if r := e.call(e.admin, "POST", "/v1/hosts/"+host.ID+"/unknown-guests/srv-ghost1/adopt", types.GuestAdopt{}); r.status != 404 {
 		t.Errorf("second adoption = %d %s", r.status, r.body)
 	}
 	hg, _ := e.watch(agent, host.ID, "", "0s")
@@ -100,7 +100,7 @@ func TestUnknownGuests(t *testing.T) {
 	}
 
 	// The odd guest's project is gone and its flavor does not fit.
-	r := e.call(e.admin, "POST", "/v1/hosts/"+host.ID+"/unknown-guests/srv-odd1/adopt", nil)
+	r := e.call(e.admin, "POST", "/v1/hosts/"+host.ID+"/unknown-guests/srv-odd1/adopt", types.GuestAdopt{})
 	if r.status != 400 || r.apiErr(t).Details["field"] != "project" {
 		t.Errorf("adopt with a gone project = %d %s", r.status, r.body)
 	}

@@ -168,10 +168,14 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// An image, uploaded from a file.
-	data := bytes.Repeat([]byte("corral image data\n"), 4096)
+	// An image, uploaded from a file: a real qcow2, since corrald checks
+	// that the data is what disk_format says.
 	imgPath := filepath.Join(t.TempDir(), "disk.qcow2")
-	if err := os.WriteFile(imgPath, data, 0o600); err != nil {
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", imgPath, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(imgPath)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var image types.Image

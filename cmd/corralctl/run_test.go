@@ -218,13 +218,14 @@ func TestCommands(t *testing.T) {
 				ContentType: "application/json"}},
 		},
 		{
-			name: "host adopt without flags sends no body",
+			name: "host adopt without flags sends an empty object",
 			args: []string{"host", "adopt", "hv-1", "srv-9"},
 			routes: map[string]route{
 				"POST /v1/hosts/hv-1/unknown-guests/srv-9/adopt": reply(201, `{"id":"srv-9"}`),
 			},
 			wantStdout: "id: srv-9\n",
-			want:       []request{{Method: "POST", Path: "/v1/hosts/hv-1/unknown-guests/srv-9/adopt"}},
+			want: []request{{Method: "POST", Path: "/v1/hosts/hv-1/unknown-guests/srv-9/adopt", Body: "{}",
+				ContentType: "application/json"}},
 		},
 		{
 			name: "host delete-guest records the deletion",

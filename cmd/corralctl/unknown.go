@@ -62,10 +62,7 @@ another with the flags.`,
 		Args: cobra.ExactArgs(2),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
 			var raw json.RawMessage
-			r := client.Request{Method: http.MethodPost, Path: objectPath(unknownGuestsPath(args[0]), args[1]) + "/adopt"}
-			if in != (types.GuestAdopt{}) {
-				r.Body = in
-			}
+			r := client.Request{Method: http.MethodPost, Path: objectPath(unknownGuestsPath(args[0]), args[1]) + "/adopt", Body: in}
 			if _, err := a.api.c.Do(ctx, r, &raw); err != nil {
 				return err
 			}
