@@ -104,6 +104,8 @@ type Agent struct {
 	state State
 
 	usageFailing bool // the last usage measurement failed (logged once)
+	// guests is the guest loop, once it runs (guarded by mu).
+	guests *guestLoop
 }
 
 // New checks cfg, creates the state directory and loads the saved state.
@@ -383,7 +385,19 @@ func (a *Agent) logRegisterError(err error, wait time.Duration) {
 // next attempt.
 func (a *Agent) heartbeat(ctx context.Context) time.Duration {
 	start := a.clock.Now()
+	// The claims of the guests running before the measurement are in it;
+	// a guest that starts while it is taken counts as not yet measured,
+	// which errs on the safe side of the memory failsafe.
+	a.mu.Lock()
+	gl := a.guests
+	a.mu.Unlock()
+	var claims *int64
+	if gl != nil {
+		n := gl.runningClaims()
+		claims = &n
+	}
 	u, err := a.cfg.Prober.Usage(ctx)
+	u.GuestClaimRAMMiB = claims
 	switch {
 	case err != nil && !a.usageFailing:
 		a.log.Warn("cannot measure part of the host's usage; sending the rest", "error", err)

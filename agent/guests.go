@@ -69,6 +69,9 @@ type guestLoop struct {
 	order    []string
 	inflight map[string]bool
 	again    map[string]bool // changed while in flight: run again
+	// running holds the claimed RAM of the guests last seen running, for
+	// the heartbeat (Usage.GuestClaimRAMMiB).
+	running map[string]int64
 
 	reports *reporter
 }
@@ -76,7 +79,10 @@ type guestLoop struct {
 func (a *Agent) runGuests(ctx context.Context) {
 	l := &guestLoop{a: a, driver: a.cfg.Guests, wait: a.cfg.WatchWait, resync: a.cfg.Resync,
 		sem: make(chan struct{}, a.cfg.GuestWorkers), specs: map[string]types.GuestSpec{},
-		inflight: map[string]bool{}, again: map[string]bool{}}
+		inflight: map[string]bool{}, again: map[string]bool{}, running: map[string]int64{}}
+	a.mu.Lock()
+	a.guests = l
+	a.mu.Unlock()
 	l.reports = &reporter{a: a, pending: map[string]types.GuestStatus{}, kick: make(chan struct{}, 1)}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -243,6 +249,13 @@ func (l *guestLoop) dispatch(ctx context.Context, id string) {
 				if ctx.Err() == nil {
 					l.reports.add(st)
 				}
+				l.mu.Lock()
+				if st.State == types.GuestActive && g.DesiredState != types.DesiredDeleted {
+					l.running[id] = g.ClaimRAMMiB
+				} else {
+					delete(l.running, id)
+				}
+				l.mu.Unlock()
 			}
 			<-l.sem
 			l.mu.Lock()
@@ -260,6 +273,22 @@ func (l *guestLoop) dispatch(ctx context.Context, id string) {
 			}
 		}
 	}()
+}
+
+// runningClaims sums the claimed RAM of the guests last seen running:
+// their memory shows in a measurement of free memory taken now.
+func (l *guestLoop) runningClaims() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var sum int64
+	for id, ram := range l.running {
+		if g, ok := l.specs[id]; ok && g.DesiredState != types.DesiredDeleted {
+			sum += ram
+		} else if !ok {
+			delete(l.running, id) // gone from the desired set
+		}
+	}
+	return sum
 }
 
 func (l *guestLoop) done(id string) {

@@ -161,6 +161,13 @@ func TestGuestLoop(t *testing.T) {
 		s, err := client.Get[types.Server](ctx, api, "/v1/servers/"+s1.ID)
 		return err == nil && s.State == types.ServerActive && s.Observed != nil && s.Observed.DomainID == 1
 	})
+	// Its heartbeats now say that their measurement includes s1's claim,
+	// so the failsafe does not count it a second time.
+	waitFor("heartbeat with s1's claim measured", func() bool {
+		h, err := client.Get[types.Host](ctx, api, "/v1/hosts/"+a.HostID())
+		return err == nil && h.Allocated.RAMMiB > 128 && h.Usage.GuestClaimRAMMiB != nil &&
+			*h.Usage.GuestClaimRAMMiB == h.Allocated.RAMMiB && h.FailsafeFreeMiB == h.Usage.MemFreeMiB
+	})
 
 	// corrald fails the guest endpoints: nothing is touched.
 	failing.Store(true)

@@ -50,6 +50,7 @@ type guestRow struct {
 	SHA256       string        `db:"sha256"`
 	SizeBytes    int64         `db:"size_bytes"`
 	DiskFormat   string        `db:"disk_format"`
+	Claim        string        `db:"claim"`
 }
 
 // HostGuests returns what the host's agent must run: every VM placed on
@@ -61,7 +62,7 @@ type guestRow struct {
 func (s *Store) HostGuests(ctx context.Context, hostID string) ([]types.GuestSpec, error) {
 	var rows []guestRow
 	err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(`SELECT s.id, s.name, s.project_id, s.desired_state, s.state, s.reboot_seq,
-		s.kind, s.flavor_id, t.generation, f.vcpus, f.ram_mib, f.disk_gib, f.hugepages, f.net_in_kbps, f.net_out_kbps, f.disk_iops, f.disk_bytes_sec,
+		s.kind, s.flavor_id, s.claim, t.generation, f.vcpus, f.ram_mib, f.disk_gib, f.hugepages, f.net_in_kbps, f.net_out_kbps, f.disk_iops, f.disk_bytes_sec,
 		i.id AS image_id, i.sha256, i.size_bytes, i.disk_format
 		FROM servers s JOIN flavors f ON f.id = s.flavor_id JOIN images i ON i.id = s.image_id
 		LEFT JOIN guest_tombstones t ON t.host_id = s.host_id AND t.server_id = s.id AND s.state = 'deleting'
@@ -84,7 +85,8 @@ func (s *Store) HostGuests(ctx context.Context, hostID string) ([]types.GuestSpe
 			QoS:       types.QoS{NetInKbps: r.NetInKbps, NetOutKbps: r.NetOutKbps, DiskIOPS: r.DiskIOPS, DiskBytesSec: r.DiskBytesSec},
 			Image:     types.GuestImage{ID: r.ImageID, SHA256: r.SHA256, SizeBytes: r.SizeBytes, Format: r.DiskFormat},
 			NICs:      append([]types.GuestNIC{}, nics[r.ID]...),
-			RebootSeq: r.RebootSeq, Revision: rev, FlavorID: r.FlavorID, Kind: r.Kind})
+			RebootSeq: r.RebootSeq, Revision: rev, FlavorID: r.FlavorID, Kind: r.Kind,
+			ClaimRAMMiB: fromJSON[Allocation](r.Claim).RAMMiB})
 	}
 	return out, nil
 }

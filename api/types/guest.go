@@ -55,6 +55,11 @@ type GuestSpec struct {
 	// RebootSeq counts reboots asked for; the agent reboots a running
 	// guest whose last applied reboot is older.
 	RebootSeq int64 `json:"reboot_seq"`
+	// ClaimRAMMiB is the RAM placement claimed for the guest on its host,
+	// hypervisor overhead included. The agent sums it over the guests
+	// running when it measures free memory (Usage.GuestClaimRAMMiB), so the
+	// memory failsafe knows which claims that measurement already shows.
+	ClaimRAMMiB int64 `json:"claim_ram_mib,omitempty"`
 	// Revision is the server's revision this spec was made from; for a
 	// spec with desired state "deleted" it is the generation of the delete.
 	Revision int64 `json:"revision"`
