@@ -71,13 +71,20 @@ func (r *restartable) admin() *client.Client {
 	return client.New(r.endpoint(), strings.TrimSpace(string(tok)), nil)
 }
 
-func adminToken(t *testing.T, c *testenv.Corrald) string {
+// twoReplicas starts two corrald processes on one new PostgreSQL
+// database; both Admin clients use the bootstrap admin token a wrote.
+func twoReplicas(t *testing.T, dbPrefix string) (a, b *testenv.Corrald) {
 	t.Helper()
-	tok, err := os.ReadFile(c.TokenFile)
+	db := testenv.PostgresDatabase(t, dbPrefix)
+	bin := filepath.Join(testenv.Binaries(t, "."), "corrald")
+	a = testenv.StartCorrald(t, bin, "--postgres-dsn", db)
+	b = testenv.StartCorrald(t, bin, "--postgres-dsn", db)
+	tok, err := os.ReadFile(a.TokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(tok))
+	b.Admin = client.New(b.Endpoint, strings.TrimSpace(string(tok)), nil)
+	return a, b
 }
 
 // catalogue makes what a VM create needs: region dc1 with zones
@@ -163,9 +170,7 @@ func TestCrashExactlyOncePostgres(t *testing.T) {
 }
 
 func crashExactlyOnce(t *testing.T, extra ...string) {
-	dir := t.TempDir()
-	testenv.Build(t, dir, ".")
-	r := newRestartable(t, filepath.Join(dir, "corrald"), extra...)
+	r := newRestartable(t, filepath.Join(testenv.Binaries(t, "."), "corrald"), extra...)
 	admin := r.admin()
 	catalogue(t, admin, 1)
 	hosts := registerHosts(t, admin, 4, 1, types.Inventory{CPUs: 200, RAMMiB: 1 << 20, DiskGiB: 1000},
@@ -294,15 +299,9 @@ func crashExactlyOnce(t *testing.T, extra ...string) {
 // over several snapshot rebuilds, and heartbeats keep repeating the same
 // measurement (the guests have not started yet): at most K land per host.
 func TestFailsafeAcrossReplicas(t *testing.T) {
-	db := testenv.PostgresDatabase(t, "corral_failsafe")
-	dir := t.TempDir()
-	testenv.Build(t, dir, ".")
-	bin := filepath.Join(dir, "corrald")
-	a := testenv.StartCorrald(t, bin, "--postgres-dsn", db)
-	b := testenv.StartCorrald(t, bin, "--postgres-dsn", db)
+	a, b := twoReplicas(t, "corral_failsafe")
 	ctx := context.Background()
-	ca := a.Admin
-	cb := client.New(b.Endpoint, adminToken(t, a), nil)
+	ca, cb := a.Admin, b.Admin
 	catalogue(t, ca, 1)
 	const K, nhosts = 3, 3
 	need := 256 + placement.DefaultOverhead.For(256)
@@ -360,15 +359,9 @@ func TestFailsafeAcrossReplicas(t *testing.T) {
 // broker group up at the same time, again and again. Members stay on
 // distinct hosts and the rack skew stays at most 1.
 func TestGroupScaleUpRace(t *testing.T) {
-	db := testenv.PostgresDatabase(t, "corral_groups")
-	dir := t.TempDir()
-	testenv.Build(t, dir, ".")
-	bin := filepath.Join(dir, "corrald")
-	a := testenv.StartCorrald(t, bin, "--postgres-dsn", db)
-	b := testenv.StartCorrald(t, bin, "--postgres-dsn", db)
+	a, b := twoReplicas(t, "corral_groups")
 	ctx := context.Background()
-	ca := a.Admin
-	cb := client.New(b.Endpoint, adminToken(t, a), nil)
+	ca, cb := a.Admin, b.Admin
 	const racks = 3
 	catalogue(t, ca, racks)
 	hosts := registerHosts(t, ca, 12, racks, types.Inventory{CPUs: 16, RAMMiB: 65536, DiskGiB: 500},
