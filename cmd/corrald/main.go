@@ -44,6 +44,7 @@ type options struct {
 	hostDownAfter, maintenanceEvery, tokenGrace, auditRetention        time.Duration
 	heartbeatMaxAge                                                    time.Duration
 	maxBody, maxImage, failsafeMarginMiB                               int64
+	migrationBackups                                                   int
 	bm                                                                 *bmOptions // bare metal (baremetal.go)
 }
 
@@ -69,6 +70,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"measured free memory a host must keep after a placement, whatever allocations say")
 	fs.DurationVar(&o.heartbeatMaxAge, "heartbeat-max-age", placement.DefaultHeartbeatMaxAge,
 		"a host whose last heartbeat is older is not a placement candidate")
+	fs.IntVar(&o.migrationBackups, "migration-backups", store.DefaultBackupsKept,
+		"SQLite: pre-migration backups to keep, the newest first (-1 keeps all)")
 	fs.StringVar(&o.defaultWeigher, "default-weigher", "spread", "placement policy where neither request nor aggregate names one: pack or spread")
 	o.bm = baremetalFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -79,6 +82,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.defaultWeigher != "pack" && o.defaultWeigher != "spread" {
 		return o, fmt.Errorf("--default-weigher is %q, want pack or spread", o.defaultWeigher)
+	}
+	if o.migrationBackups == 0 || o.migrationBackups < -1 {
+		return o, errors.New("--migration-backups must be at least 1, or -1 to keep all")
 	}
 	if o.failsafeMarginMiB < 0 {
 		return o, errors.New("--failsafe-margin-mib must not be negative")
@@ -105,7 +111,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, store.Config{PostgresDSN: o.postgresDSN, SQLitePath: filepath.Join(o.dataDir, "corral.db"), Logger: log})
+	st, err := store.Open(ctx, store.Config{PostgresDSN: o.postgresDSN, SQLitePath: filepath.Join(o.dataDir, "corral.db"),
+		Logger: log, BackupsKept: o.migrationBackups})
 	if err != nil {
 		return err
 	}
