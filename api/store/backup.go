@@ -52,11 +52,10 @@ func hook(step, path string) error {
 // (it opens, passes PRAGMA integrity_check, has the source's tables and
 // schema version), synced, and only then renamed to its final name, so a
 // file with a final name is always a whole database; a crash at any point
-// leaves at most a temporary file, which the next attempt removes.
+// leaves at most a temporary file, which the next start removes
+// (removeStaleBackups).
 func (s *Store) backupSQLite(ctx context.Context, path string, version, keep int) (string, error) {
 	dir, base := filepath.Dir(path), filepath.Base(path)
-	s.removeStaleBackups(dir, base)
-
 	final := fmt.Sprintf("%s.backup-v%d-%s", path, version, time.Now().UTC().Format(backupTimeFormat))
 	tmp := final + tmpSuffix
 	// VACUUM INTO accepts an empty file: create it first so that the copy

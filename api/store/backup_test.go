@@ -95,7 +95,8 @@ func rawVersion(t *testing.T, path string) int {
 // TestMigrateCleansCrashedBackups: what killed backups left (temporary
 // files, empty or garbage files with a backup's name) is removed at the
 // next start, which writes one good backup; a file that is not ours is
-// left alone, and a second start adds nothing.
+// left alone; a start with nothing to migrate adds nothing and still
+// removes leftovers.
 func TestMigrateCleansCrashedBackups(t *testing.T) {
 	path := v1Database(t)
 	dir := filepath.Dir(path)
@@ -126,11 +127,19 @@ func TestMigrateCleansCrashedBackups(t *testing.T) {
 	checkGoodBackup(t, s.BackupPath)
 	s.Close()
 
+	for _, name := range []string{"corral.db.backup-v7-20240101T000000.000000000Z.tmp", "corral.db.backup-v7-20240101T000001.000000000Z"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s2, err := store.Open(context.Background(), store.Config{SQLitePath: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s2.Close()
+	if s2.BackupPath != "" {
+		t.Errorf("a start with nothing to migrate took a backup: %s", s2.BackupPath)
+	}
 	if diff := cmp.Diff(want, backupNames(t, dir)); diff != "" {
 		t.Errorf("files after a second start (-want +got):\n%s", diff)
 	}

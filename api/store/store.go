@@ -206,6 +206,9 @@ func (s *Store) migrate(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if s.dialect == SQLite {
+		s.removeStaleBackups(filepath.Dir(cfg.SQLitePath), filepath.Base(cfg.SQLitePath))
+	}
 	if done, err := checkVersion(current, target); done || err != nil {
 		return err
 	}
