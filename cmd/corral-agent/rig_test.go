@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -315,6 +316,11 @@ func (r *rig) guestTimed(id, cmd string, timeout time.Duration) (string, int, ti
 		r.t.Fatalf("console of %s: %v", id, err)
 	}
 	defer conn.Close()
+	// Read what the guest prints, although the log has it too: QEMU's serial
+	// port writes one byte per socket message, a reader that does not drain
+	// them fills the socket's buffer within a few hundred bytes, and then
+	// the guest's output stalls, on the socket and in the log alike.
+	go io.Copy(io.Discard, conn)
 	console := func() string {
 		b, _ := os.ReadFile(r.consoleLog(id))
 		return strings.ReplaceAll(string(b), "\r", "")
