@@ -442,13 +442,15 @@ func TestGuestOnNetwork(t *testing.T) {
 		types.SubnetCreate{Name: "s1", Network: "n1", CIDR: "10.80.0.0/24", GatewayIP: "10.80.0.1"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := client.Create[types.Server](ctx, r.api, "/v1/servers", types.ServerCreate{Name: "net1", Kind: types.KindVM,
-		Project: "p1", Flavor: "small", Image: "tiny", DesiredState: types.DesiredStopped}, "")
+	in := types.ServerCreate{Name: "net1", Kind: types.KindVM, Project: "p1", Flavor: "small", Image: "tiny",
+		DesiredState: types.DesiredStopped}
+	r.waitPlaceable(in)
+	srv, err := client.Create[types.Server](ctx, r.api, "/v1/servers", in, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.track(srv.ID)
-	r.waitServer(srv.ID, 90*time.Second, "stopped", func(s types.Server) bool { return s.State == types.ServerStopped })
+	r.waitServer(srv.ID, 3*time.Minute, "stopped", func(s types.Server) bool { return s.State == types.ServerStopped })
 	port, err := client.Create[types.Port](ctx, r.api, "/v1/ports", types.PortCreate{Network: "n1", Project: "p1", Server: srv.ID}, "")
 	if err != nil {
 		t.Fatal(err)

@@ -204,13 +204,33 @@ func (r *rig) flavor(name string, in types.FlavorCreate) {
 // create creates a VM through the API and tracks it for cleanup.
 func (r *rig) create(name, flavor string) types.Server {
 	r.t.Helper()
-	srv, err := client.Create[types.Server](r.t.Context(), r.api, "/v1/servers",
-		types.ServerCreate{Name: name, Kind: types.KindVM, Project: "p1", Flavor: flavor, Image: "tiny"}, "")
+	in := types.ServerCreate{Name: name, Kind: types.KindVM, Project: "p1", Flavor: flavor, Image: "tiny"}
+	r.waitPlaceable(in)
+	srv, err := client.Create[types.Server](r.t.Context(), r.api, "/v1/servers", in, "")
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	r.track(srv.ID)
 	return srv
+}
+
+// waitPlaceable waits until placement would put in on a host. A host is
+// up once registered, but placement admits it only once its first
+// heartbeat's measured memory has reached the placement snapshot (rebuilt
+// every few seconds): a create before then fails the memory failsafe.
+func (r *rig) waitPlaceable(in types.ServerCreate) {
+	r.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		d, err := client.Create[types.DryRun](r.t.Context(), r.api, "/v1/placement/dry-run", in, "")
+		if err == nil && d.Fits {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("server %s would not be placed after 2 minutes: %+v (error %v)", in.Name, d.Explanation, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (r *rig) track(id string) {
