@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -388,7 +389,8 @@ func (r *rig) guestTimed(id, cmd string, timeout time.Duration) (string, int, ti
 				if _, err := fmt.Sscanf(rest[j+len(mark)+3:], "%d %g %g", &code, &t0, &t1); err != nil {
 					r.t.Fatalf("end marker of %q on %s: %v; console:\n%s", cmd, id, err, tail(console(), 15))
 				}
-				return rest[1 : j+1], code, time.Duration((t1 - t0) * float64(time.Second))
+				// /proc/uptime counts hundredths of a second.
+				return rest[1 : j+1], code, time.Duration(math.Round((t1-t0)*100)) * 10 * time.Millisecond
 			}
 		}
 		if time.Now().After(deadline) {
