@@ -268,9 +268,18 @@ func iperf(t *testing.T, addr string, reverse bool) float64 {
 						BitsPerSecond float64 `json:"bits_per_second"`
 					} `json:"sum_received"`
 				} `json:"end"`
+				// Error is set, with exit status 0 under -J, when the
+				// test did not run, e.g. "unable to connect to server:
+				// Connection refused" while the guest's server still
+				// winds down the previous test.
+				Error string `json:"error"`
 			}
 			if err := json.Unmarshal(out, &res); err != nil {
 				t.Fatal(err)
+			}
+			if res.Error != "" {
+				last = errors.New(res.Error)
+				continue
 			}
 			if res.End.SumReceived.BitsPerSecond == 0 {
 				t.Logf("iperf3 %v:\n%s", args, tail(string(out), 80))
