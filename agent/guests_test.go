@@ -95,9 +95,11 @@ func TestGuestLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	var failing atomic.Bool
+	var refused atomic.Int64 // guest requests answered 503
 	h := srv.Handler()
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if failing.Load() && strings.Contains(r.URL.Path, "/guests") {
+			refused.Add(1)
 			http.Error(w, `{"error":{"code":"unavailable","message":"down for the test"}}`, http.StatusServiceUnavailable)
 			return
 		}
@@ -172,7 +174,9 @@ func TestGuestLoop(t *testing.T) {
 	// corrald fails the guest endpoints: nothing is touched.
 	failing.Store(true)
 	_, ensures, sweeps := drv.counts()
-	time.Sleep(700 * time.Millisecond)
+	// The agent has tried (and been refused) several times over.
+	refused0 := refused.Load()
+	waitFor("the agent retrying against the failing corrald", func() bool { return refused.Load() >= refused0+3 })
 	if r, e, c := drv.counts(); r != 1 || e != ensures || c != sweeps {
 		t.Errorf("while corrald failed: running %d, ensures %d→%d, sweeps %d→%d; want nothing touched", r, ensures, e, sweeps, c)
 	}

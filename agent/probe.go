@@ -334,8 +334,11 @@ func (h hugepages) free() map[string]int64 {
 
 var hugepageDir = regexp.MustCompile(`^hugepages-([0-9]+)kB$`)
 
-// probeHugepages reads nr_hugepages and free_hugepages of every size under
-// /sys/kernel/mm/hugepages. A kernel without hugetlbfs has none.
+// probeHugepages reads nr_hugepages, free_hugepages and resv_hugepages of
+// every size under /sys/kernel/mm/hugepages, and counts as free the pages a
+// new guest can still get: free minus reserved (pages that a mapping has
+// claimed but not touched yet are still counted free by the kernel). A
+// kernel without hugetlbfs has none.
 func probeHugepages(fsys fs.FS) (hugepages, error) {
 	const dir = "sys/kernel/mm/hugepages"
 	ents, err := fs.ReadDir(fsys, dir)
@@ -359,6 +362,11 @@ func probeHugepages(fsys fs.FS) (hugepages, error) {
 		if err != nil {
 			return nil, err
 		}
+		resv, err := readInt(fsys, path.Join(dir, e.Name(), "resv_hugepages"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		free = max(free-resv, 0)
 		hp[m[1]] = struct{ Total, Free int64 }{total, free}
 	}
 	return hp, nil

@@ -50,6 +50,11 @@ func (t tree) hugepages(sizeKiB string, nr, free int64) tree {
 	return t.file(dir+"nr_hugepages", fmt.Sprintln(nr)).file(dir+"free_hugepages", fmt.Sprintln(free))
 }
 
+// reserved adds resv_hugepages for a size: pages mapped but not yet touched.
+func (t tree) reserved(sizeKiB string, resv int64) tree {
+	return t.file("sys/kernel/mm/hugepages/hugepages-"+sizeKiB+"kB/resv_hugepages", fmt.Sprintln(resv))
+}
+
 // nic adds a network interface: "physical" has a device link, "bond" a
 // bonding directory, anything else is virtual.
 func (t tree) nic(name, kind string) tree {
@@ -184,6 +189,8 @@ func TestProbeHugepages(t *testing.T) {
 			wantTotal: map[string]int64{"2048": 512}, wantFree: map[string]int64{"2048": 500}, wantCap: true},
 		{name: "both sizes", fs: newTree().hugepages("2048", 64, 0).hugepages("1048576", 4, 4),
 			wantTotal: map[string]int64{"2048": 64, "1048576": 4}, wantFree: map[string]int64{"2048": 0, "1048576": 4}, wantCap: true},
+		{name: "reserved pages are not free", fs: newTree().hugepages("2048", 256, 256).reserved("2048", 64),
+			wantTotal: map[string]int64{"2048": 256}, wantFree: map[string]int64{"2048": 192}, wantCap: true},
 		{name: "unreadable count", fs: newTree().file("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "x\n"), wantErr: true},
 	}
 	for _, tt := range tests {

@@ -45,6 +45,10 @@ type Config struct {
 	// MigrateTo stops migrating at this version; 0 means the latest. Tests
 	// use it to build databases of an older schema.
 	MigrateTo int
+	// BackupsKept is how many pre-migration backups of a SQLite database
+	// to keep, the new one included; older ones are removed once a new one
+	// is written. 0 means DefaultBackupsKept; a negative value keeps all.
+	BackupsKept int
 }
 
 // Store is Corral's state. It is safe for concurrent use.
@@ -202,21 +206,25 @@ func (s *Store) migrate(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if current > LatestVersion {
-		return fmt.Errorf("%w: the database is at schema version %d, this binary knows up to %d; "+
-			"run a corrald at least as new as the one that wrote it, or restore the backup taken before that upgrade",
-			ErrSchemaTooNew, current, LatestVersion)
+	if s.dialect == SQLite {
+		s.removeStaleBackups(filepath.Dir(cfg.SQLitePath), filepath.Base(cfg.SQLitePath))
 	}
-	if current >= target {
-		return nil
+	if done, err := checkVersion(current, target); done || err != nil {
+		return err
 	}
 	// Back up before touching a database that already holds data. VACUUM
 	// INTO cannot run inside a transaction, so it comes first; SQLite has
 	// one corrald, so nothing writes between the copy and the migration.
+	// Without a good backup there is no migration.
 	if s.dialect == SQLite && current > 0 {
-		backup := fmt.Sprintf("%s.backup-v%d-%s", cfg.SQLitePath, current, time.Now().UTC().Format("20060102T150405.000000000Z"))
-		if _, err := s.w.ExecContext(ctx, "VACUUM INTO ?", backup); err != nil {
-			return fmt.Errorf("back up %s before migrating: %w", cfg.SQLitePath, err)
+		keep := cfg.BackupsKept
+		if keep == 0 {
+			keep = DefaultBackupsKept
+		}
+		backup, err := s.backupSQLite(ctx, cfg.SQLitePath, current, keep)
+		if err != nil {
+			return fmt.Errorf("refusing to migrate %s from schema version %d to %d without a good backup: %w",
+				cfg.SQLitePath, current, target, err)
 		}
 		s.BackupPath = backup
 		s.log.Info("backed up database before migrating", "backup", backup, "from_version", current, "to_version", target)
@@ -228,11 +236,19 @@ func (s *Store) migrate(ctx context.Context, cfg Config) error {
 	defer tx.Rollback()
 	if s.dialect == Postgres {
 		// Replicas starting together: one migrates, the others wait here
-		// and then find nothing left to do.
+		// and then find nothing left to do. What they read before the lock
+		// may be out of date by now (another replica may even have
+		// migrated past this binary), so decide again.
+		if err := hook("before-lock", ""); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7366257)"); err != nil {
 			return fmt.Errorf("lock for migration: %w", err)
 		}
 		if current, err = s.currentVersion(ctx, tx); err != nil {
+			return err
+		}
+		if done, err := checkVersion(current, target); done || err != nil {
 			return err
 		}
 	}
@@ -249,6 +265,18 @@ func (s *Store) migrate(ctx context.Context, cfg Config) error {
 		s.log.Info("applied migration", "migration", m.name)
 	}
 	return tx.Commit()
+}
+
+// checkVersion decides what a database at schema version current needs to
+// reach target: done when nothing, ErrSchemaTooNew when it is newer than
+// this binary.
+func checkVersion(current, target int) (done bool, err error) {
+	if current > LatestVersion {
+		return true, fmt.Errorf("%w: the database is at schema version %d, this binary knows up to %d; "+
+			"run a corrald at least as new as the one that wrote it, or restore the backup taken before that upgrade",
+			ErrSchemaTooNew, current, LatestVersion)
+	}
+	return current >= target, nil
 }
 
 func (s *Store) currentVersion(ctx context.Context, q sqlx.QueryerContext) (int, error) {

@@ -26,7 +26,8 @@ type Usage struct {
 	MemFreeMiB  int64   `json:"mem_free_mib"`
 	Load1       float64 `json:"load1"`
 	DiskFreeGiB int64   `json:"disk_free_gib"`
-	// HugepagesFree counts free pages by size in KiB.
+	// HugepagesFree counts, by page size in KiB, the pages a new guest can
+	// still get: free pages not reserved by another mapping.
 	HugepagesFree map[string]int64 `json:"hugepages_free,omitempty"`
 	Guests        int64            `json:"guests"`
 	// GuestClaimRAMMiB is the sum of the placement claims (RAM, hypervisor

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -127,7 +129,7 @@ func newRigWith(t testing.TB, network bool, agentArgs ...string) *rig {
 	must(r.api.UploadImage(ctx, img.ID, f))
 	r.imageID = img.ID
 	r.startAgent()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		h, err := client.Get[types.Host](ctx, r.api, "/v1/hosts/"+r.host)
 		if err == nil && h.State == types.HostUp {
@@ -203,13 +205,33 @@ func (r *rig) flavor(name string, in types.FlavorCreate) {
 // create creates a VM through the API and tracks it for cleanup.
 func (r *rig) create(name, flavor string) types.Server {
 	r.t.Helper()
-	srv, err := client.Create[types.Server](r.t.Context(), r.api, "/v1/servers",
-		types.ServerCreate{Name: name, Kind: types.KindVM, Project: "p1", Flavor: flavor, Image: "tiny"}, "")
+	in := types.ServerCreate{Name: name, Kind: types.KindVM, Project: "p1", Flavor: flavor, Image: "tiny"}
+	r.waitPlaceable(in)
+	srv, err := client.Create[types.Server](r.t.Context(), r.api, "/v1/servers", in, "")
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	r.track(srv.ID)
 	return srv
+}
+
+// waitPlaceable waits until placement would put in on a host. A host is
+// up once registered, but placement admits it only once its first
+// heartbeat's measured memory has reached the placement snapshot (rebuilt
+// every few seconds): a create before then fails the memory failsafe.
+func (r *rig) waitPlaceable(in types.ServerCreate) {
+	r.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		d, err := client.Create[types.DryRun](r.t.Context(), r.api, "/v1/placement/dry-run", in, "")
+		if err == nil && d.Fits {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("server %s would not be placed after 2 minutes: %+v (error %v)", in.Name, d.Explanation, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (r *rig) track(id string) {
@@ -236,7 +258,7 @@ func (r *rig) waitServer(id string, timeout time.Duration, what string, ok func(
 
 func (r *rig) waitActive(id string) types.Server {
 	r.t.Helper()
-	return r.waitServer(id, 90*time.Second, "active", func(s types.Server) bool {
+	return r.waitServer(id, 3*time.Minute, "active", func(s types.Server) bool {
 		if s.State == types.ServerError {
 			r.t.Fatalf("server %s failed: %s", id, s.Fault)
 		}
@@ -281,39 +303,101 @@ func waitForMarker(path, marker string, timeout time.Duration) (string, error) {
 // its output and exit code.
 func (r *rig) guestRun(id, cmd string, timeout time.Duration) (string, int) {
 	r.t.Helper()
+	out, code, _ := r.guestTimed(id, cmd, timeout)
+	return out, code
+}
+
+// Console deadlines. They are generous: under TCG on a loaded machine a
+// guest's shell can take many seconds to answer.
+const (
+	// shellWait bounds the wait for a shell that reads the console.
+	shellWait = 3 * time.Minute
+	// probeEvery is how long a probe is given before it is sent again.
+	probeEvery = 15 * time.Second
+)
+
+// guestTimed runs a shell command on the guest's serial console and
+// returns its output, its exit code and how long it ran, as the guest's
+// clock measured it (so the host's scheduling does not count).
+//
+// The guest's shell starts only after its readiness marker, and a line
+// sent while no shell reads is lost, or half read. So guestTimed first
+// makes sure a shell reads: it sends Ctrl-C (dropping any half-read line)
+// and a probe that prints a fresh marker, and sends them again only while
+// the marker has not appeared. Then it sends the command once, between a
+// start and an end marker, and waits for the end marker, within timeout.
+// The command is never sent twice: a dd run twice would spoil what the
+// test measures. Markers are printed with printf from their parts, so the
+// console's echo of the typed line never looks like the output.
+func (r *rig) guestTimed(id, cmd string, timeout time.Duration) (string, int, time.Duration) {
+	r.t.Helper()
 	sock := filepath.Join(r.dir, "agent", "instances", "console", id+".sock")
-	start, end := "S"+randHex(4), "E"+randHex(4)
 	conn, err := net.Dial("unix", sock)
 	if err != nil {
 		r.t.Fatalf("console of %s: %v", id, err)
 	}
 	defer conn.Close()
-	line := fmt.Sprintf("echo %s; %s; echo %s-$?\r", start, cmd, end)
-	fmt.Fprint(conn, line)
-	sent := time.Now()
-	deadline := sent.Add(timeout)
-	for time.Now().Before(deadline) {
+	// Read what the guest prints, although the log has it too: QEMU's serial
+	// port writes one byte per socket message, a reader that does not drain
+	// them fills the socket's buffer within a few hundred bytes, and then
+	// the guest's output stalls, on the socket and in the log alike.
+	go io.Copy(io.Discard, conn)
+	console := func() string {
 		b, _ := os.ReadFile(r.consoleLog(id))
-		text := strings.ReplaceAll(string(b), "\r", "")
-		i := strings.LastIndex(text, "\n"+start+"\n")
-		if i >= 0 {
-			rest := text[i+len(start)+2:]
-			if j := strings.Index(rest, end+"-"); j >= 0 {
-				var code int
-				fmt.Sscanf(rest[j+len(end)+1:], "%d", &code)
-				return rest[:j], code
-			}
-		} else if time.Since(sent) > 10*time.Second {
-			// The shell was not reading yet (it starts right after the
-			// readiness marker): the line was lost. Send it again.
-			fmt.Fprint(conn, line)
+		return strings.ReplaceAll(string(b), "\r", "")
+	}
+	// Only what the console prints from now on counts.
+	offset := len(console())
+	since := func() string {
+		c := console()
+		if len(c) < offset { // the log was rewritten: the guest restarted
+			offset = 0
+		}
+		return c[offset:]
+	}
+	send := func(line string) {
+		if _, err := fmt.Fprint(conn, line); err != nil {
+			r.t.Fatalf("write to the console of %s: %v", id, err)
+		}
+	}
+
+	probe := randHex(4)
+	deadline := time.Now().Add(shellWait)
+	var sent time.Time // zero: send at once
+	for ; !strings.Contains(since(), "\nR"+probe+"\n"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("no shell answered on the console of %s within %s; console:\n%s", id, shellWait, tail(console(), 15))
+		}
+		if time.Since(sent) > probeEvery {
+			send("\x03")
+			send(fmt.Sprintf("printf 'R%%s\\n' %s\r", probe))
 			sent = time.Now()
+		}
+	}
+
+	mark := randHex(4)
+	send(fmt.Sprintf("printf 'S%%s\\n' %s; t0=$(cut -d' ' -f1 /proc/uptime); %s; rc=$?; "+
+		"printf 'E%%s %%d %%s %%s\\n' %s $rc $t0 $(cut -d' ' -f1 /proc/uptime)\r", mark, cmd, mark))
+	deadline = time.Now().Add(timeout)
+	for {
+		text := since()
+		if i := strings.Index(text, "\nS"+mark+"\n"); i >= 0 {
+			rest := text[i+len(mark)+2:] // from the newline that ends the start marker
+			if j := strings.Index(rest, "\nE"+mark+" "); j >= 0 {
+				var code int
+				var t0, t1 float64
+				if _, err := fmt.Sscanf(rest[j+len(mark)+3:], "%d %g %g", &code, &t0, &t1); err != nil {
+					r.t.Fatalf("end marker of %q on %s: %v; console:\n%s", cmd, id, err, tail(console(), 15))
+				}
+				// /proc/uptime counts hundredths of a second.
+				return rest[1 : j+1], code, time.Duration(math.Round((t1-t0)*100)) * 10 * time.Millisecond
+			}
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("command %q on %s did not finish within %s; console:\n%s", cmd, id, timeout, tail(console(), 15))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	b, _ := os.ReadFile(r.consoleLog(id))
-	r.t.Fatalf("command %q on %s did not finish within %s; console:\n%s", cmd, id, timeout, tail(string(b), 15))
-	return "", -1
 }
 
 // virsh runs virsh and returns its output.

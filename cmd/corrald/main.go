@@ -49,6 +49,7 @@ type options struct {
 	maxBody, maxImage, failsafeMarginMiB                               int64
 	insecureHTTP                                                       bool
 	serve                                                              serveOptions
+	migrationBackups                                                   int
 	bm                                                                 *bmOptions // bare metal (baremetal.go)
 }
 
@@ -74,6 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"measured free memory a host must keep after a placement, whatever allocations say")
 	fs.DurationVar(&o.heartbeatMaxAge, "heartbeat-max-age", placement.DefaultHeartbeatMaxAge,
 		"a host whose last heartbeat is older is not a placement candidate")
+	fs.IntVar(&o.migrationBackups, "migration-backups", store.DefaultBackupsKept,
+		"SQLite: pre-migration backups to keep, the newest first (-1 keeps all)")
 	fs.StringVar(&o.defaultWeigher, "default-weigher", "spread", "placement policy where neither request nor aggregate names one: pack or spread")
 	fs.BoolVar(&o.insecureHTTP, "insecure-http", false, "serve plain HTTP on an address that is not loopback "+
 		"(bearer tokens then cross the network in clear); without it such an address needs --tls-cert and --tls-key")
@@ -90,6 +93,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if err := o.serve.check(); err != nil {
 		return o, err
+	}
+	if o.migrationBackups == 0 || o.migrationBackups < -1 {
+		return o, errors.New("--migration-backups must be at least 1, or -1 to keep all")
 	}
 	if o.failsafeMarginMiB < 0 {
 		return o, errors.New("--failsafe-margin-mib must not be negative")
@@ -122,7 +128,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if o.postgresDSN == "" {
 		tightenModes(filepath.Join(o.dataDir, "corral.db"), log)
 	}
-	st, err := store.Open(ctx, store.Config{PostgresDSN: o.postgresDSN, SQLitePath: filepath.Join(o.dataDir, "corral.db"), Logger: log})
+	st, err := store.Open(ctx, store.Config{PostgresDSN: o.postgresDSN, SQLitePath: filepath.Join(o.dataDir, "corral.db"),
+		Logger: log, BackupsKept: o.migrationBackups})
 	if err != nil {
 		return err
 	}

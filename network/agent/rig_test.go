@@ -2,10 +2,12 @@ package agent_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -47,6 +49,7 @@ func TestMain(m *testing.M) {
 }
 
 // listen accepts connections on the comma-separated ports and answers "ok".
+// It prints "listening" on stdout once every port listens.
 func listen(ports string) {
 	for _, p := range strings.Split(ports, ",") {
 		ln, err := net.Listen("tcp", ":"+p)
@@ -65,6 +68,7 @@ func listen(ports string) {
 			}
 		}()
 	}
+	fmt.Println("listening")
 	select {}
 }
 
@@ -231,9 +235,33 @@ func (r *rig) listen(e *endpoint, ports ...int) {
 	}
 	cmd := exec.Command("ip", "netns", "exec", e.ns, os.Args[0])
 	cmd.Env = append(os.Environ(), "CORRAL_NETTEST_LISTEN="+strings.Join(ps, ","))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	must(r.t, err)
 	must(r.t, cmd.Start())
 	r.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	time.Sleep(200 * time.Millisecond)
+	// Wait for the listeners, not for a guess at how long they take.
+	ready := make(chan bool, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if strings.TrimSpace(line) == "listening" {
+			ready <- true
+			io.Copy(io.Discard, out)
+			return
+		}
+		io.Copy(io.Discard, out) // to EOF: the child has exited
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			cmd.Wait()
+			r.t.Fatalf("listeners on %v in %s did not start: %s", ports, e.ns, stderr.String())
+		}
+	case <-time.After(time.Minute):
+		r.t.Fatalf("listeners on %v in %s not up within a minute", ports, e.ns)
+	}
 }
 
 // eventually polls cond every 100 ms until it holds or timeout passes, and
