@@ -153,13 +153,21 @@ func (r *rig) catalogue() {
 func (r *rig) node(name, mac, password string, extra ...string) (*sim.Node, types.Node) {
 	r.t.Helper()
 	n := sim.NewNode(r.t, r.dir, r.prefix+name, mac, r.net.Bridge)
+	pwFile := r.passwordFile(name, password)
+	r.ctl(append([]string{"node", "create", name, "--region", "dc1", "--zone", "rack1", "--bmc-address", "127.0.0.1",
+		"--bmc-port", fmt.Sprint(n.Port), "--bmc-username", n.User, "--bmc-password-file", pwFile, "--mac", mac}, extra...)...)
+	return n, r.get(name)
+}
+
+// passwordFile writes a node's BMC password to a private file for
+// corralctl's --bmc-password-file (passwords never go on command lines).
+func (r *rig) passwordFile(name, password string) string {
+	r.t.Helper()
 	pwFile := filepath.Join(r.dir, name+".bmc-password")
 	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
 		r.t.Fatal(err)
 	}
-	r.ctl(append([]string{"node", "create", name, "--region", "dc1", "--zone", "rack1", "--bmc-address", "127.0.0.1",
-		"--bmc-port", fmt.Sprint(n.Port), "--bmc-username", n.User, "--bmc-password-file", pwFile, "--mac", mac}, extra...)...)
-	return n, r.get(name)
+	return pwFile
 }
 
 func (r *rig) get(name string) types.Node {
@@ -462,7 +470,7 @@ func TestBaremetalDeployCredentials(t *testing.T) {
 	lateMAC := "52:54:00:7e:00:02"
 	late := sim.NewNode(t, r.dir, r.prefix+"late", lateMAC, other.Bridge)
 	r.ctl("node", "create", "late", "--region", "dc1", "--zone", "rack1", "--bmc-address", "127.0.0.1",
-		"--bmc-port", fmt.Sprint(late.Port), "--bmc-username", late.User, "--bmc-password", "secret", "--mac", lateMAC)
+		"--bmc-port", fmt.Sprint(late.Port), "--bmc-username", late.User, "--bmc-password-file", r.passwordFile("late", "secret"), "--mac", lateMAC)
 	lateNode := r.wait("late", 2*time.Minute, "manageable", func(n types.Node) bool { return n.State == types.NodeManageable })
 	r.ctl("node", "provision", "late", "inspect")
 	r.wait("late", 2*time.Minute, "waiting for its agent", func(n types.Node) bool { return n.Step == "wait_agent" })
