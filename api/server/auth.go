@@ -70,7 +70,7 @@ func allow(c echo.Context, roles ...string) error {
 		return nil
 	}
 	return types.Errorf(types.CodeForbidden, "role %s may not %s %s", p.Role, strings.ToLower(c.Request().Method), c.Path()).
-		WithDetail("role", p.Role).WithDetail("allowed_roles", roles)
+		WithDetail("role", p.Role).WithDetail("allowed_roles", sorted(roles...))
 }
 
 // Role sets used by handlers.

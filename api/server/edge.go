@@ -27,7 +27,7 @@ const maxRequestIDLen = 128
 // checkedHeaders are the request headers whose values reach the store or
 // the audit log. X-Request-Id is not among them: a bad one is replaced,
 // never refused (see requestID).
-var checkedHeaders = []string{echo.HeaderAuthorization, "Idempotency-Key", "If-Match", types.HeaderAgentToken}
+var checkedHeaders = []string{echo.HeaderAuthorization, "Idempotency-Key", "If-Match", "If-None-Match", types.HeaderAgentToken}
 
 // requestID gives every request an X-Request-Id: the client's, if it is
 // 1 to 128 printable ASCII characters, else a new random one. The ID is

@@ -845,7 +845,7 @@ func (s *Server) hostNetwork(c echo.Context) error {
 	}
 	for k := range c.QueryParams() {
 		if k != "version" && k != "wait" {
-			return types.FieldError(k, "unknown query parameter").WithDetail("allowed", []string{"version", "wait"})
+			return types.FieldError(k, "unknown query parameter").WithDetail("allowed", sorted("version", "wait"))
 		}
 	}
 	s.holdFor(c, wait+longPollMargin)

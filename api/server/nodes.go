@@ -87,7 +87,7 @@ func nodeError(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &se):
-		return types.Errorf(types.CodeConflict, "%v", se).WithDetail("state", se.State).WithDetail("allowed_states", se.Want)
+		return types.Errorf(types.CodeConflict, "%v", se).WithDetail("state", se.State).WithDetail("allowed_states", sorted(se.Want...))
 	case errors.Is(err, store.ErrLeased):
 		return types.Errorf(types.CodeConflict, "%v; retry when it is done", err)
 	case errors.Is(err, baremetal.ErrNotIdle):

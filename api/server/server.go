@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -287,12 +288,23 @@ func listOptions(c echo.Context, allowed map[string]func(string) (string, error)
 	return opts, nil
 }
 
+// keys returns the query parameters a list takes, sorted: its filters,
+// limit and cursor.
 func keys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m)+2)
 	for k := range m {
 		out = append(out, k)
 	}
-	return append(out, "limit", "cursor")
+	return sorted(append(out, "limit", "cursor")...)
+}
+
+// sorted returns a sorted copy of v: the lists in error details
+// (details.allowed and the like) come in a stable order, whatever order
+// the code holds them in.
+func sorted(v ...string) []string {
+	out := slices.Clone(v)
+	slices.Sort(out)
+	return out
 }
 
 // listJSON encodes a page, turning the store's next ID into a cursor.
@@ -322,10 +334,31 @@ func ifMatch(c echo.Context) (int64, error) {
 	return n, nil
 }
 
-// object writes one object with its revision as ETag.
+// object writes one object with its revision as ETag. A GET whose
+// If-None-Match names that ETag is answered 304 Not Modified, with the
+// ETag and no body.
 func object(c echo.Context, status int, revision int64, v any) error {
 	if revision > 0 {
-		c.Response().Header().Set("ETag", strconv.Quote(strconv.FormatInt(revision, 10)))
+		etag := strconv.Quote(strconv.FormatInt(revision, 10))
+		c.Response().Header().Set("ETag", etag)
+		req := c.Request()
+		if status == http.StatusOK && req.Method == http.MethodGet && noneMatch(req.Header.Values("If-None-Match"), etag) {
+			return c.NoContent(http.StatusNotModified)
+		}
 	}
 	return c.JSON(status, v)
+}
+
+// noneMatch reports whether If-None-Match values name etag, or are "*".
+// The comparison is weak (RFC 9110, 13.1.2): W/"3" matches "3".
+func noneMatch(values []string, etag string) bool {
+	for _, v := range values {
+		for _, tag := range strings.Split(v, ",") {
+			tag = strings.TrimSpace(tag)
+			if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -58,14 +58,19 @@ func (s *Server) createServer(c echo.Context) error {
 		if err := s.plugNetworks(c, made[0], networks); err != nil {
 			return err
 		}
+		// With its ports: their addresses, and the revision they moved on.
+		if made[0], err = s.store.GetServer(ctx, made[0].ID); err != nil {
+			return err
+		}
 	}
 	s.notifyServers(c, made...)
 	return created(c, made[0].ID, made[0].Revision, made[0], nil)
 }
 
-// plugNetworks gives a new server one port on each network. If a port
-// cannot be made (no free address), the server and the ports made so far
-// are removed, and the claim given back: a create is all or nothing.
+// plugNetworks gives a new server one port on each network, marked
+// auto_delete: the ports go with the server when its delete completes. If
+// a port cannot be made (no free address), the server and the ports made so
+// far are removed, and the claim given back: a create is all or nothing.
 func (s *Server) plugNetworks(c echo.Context, srv types.Server, networks []string) error {
 	ctx := c.Request().Context()
 	failed := 0 // the network whose port failed
@@ -80,7 +85,7 @@ func (s *Server) plugNetworks(c echo.Context, srv types.Server, networks []strin
 			}
 			var p types.Port
 			p, err = s.store.CreatePort(ctx, store.PortSpec{Port: types.Port{NetworkID: n, ProjectID: srv.ProjectID,
-				DeviceID: srv.ID, HostID: srv.HostID, SecurityGroups: []string{group.ID}}, IPs: ips})
+				DeviceID: srv.ID, HostID: srv.HostID, SecurityGroups: []string{group.ID}, AutoDelete: true}, IPs: ips})
 			if err != nil {
 				break
 			}

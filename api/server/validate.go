@@ -54,7 +54,7 @@ func checkRange(field string, v, lo, hi int64) error {
 
 func checkOneOf(field, v string, allowed ...string) error {
 	if !slices.Contains(allowed, v) {
-		return types.FieldError(field, "is %q, must be one of %v", v, allowed).WithDetail("allowed", allowed)
+		return types.FieldError(field, "is %q, must be one of %v", v, sorted(allowed...)).WithDetail("allowed", sorted(allowed...))
 	}
 	return nil
 }

@@ -294,16 +294,31 @@ func (s *Store) RebootServer(ctx context.Context, id string, ifMatch int64) (typ
 	return row.API(), err
 }
 
-// unplugPorts unbinds the ports plugged into a server that is going away:
-// they keep their addresses and can be plugged into another server (a move
-// between a VM and a bare-metal node keeps its IP).
+// unplugPorts deals with the ports plugged into a server that is going
+// away, when its delete completes: the ports a server create made for it
+// (auto_delete) are deleted with their addresses and group memberships, so
+// that nothing holds its networks any more; the others are unbound and
+// keep their addresses, to be plugged into another server (a move between
+// a VM and a bare-metal node keeps its IP).
 func (s *Store) unplugPorts(ctx context.Context, tx *Tx, serverID string) error {
+	var auto []string
+	if err := tx.SelectContext(ctx, &auto, s.rb("SELECT id FROM ports WHERE device_id = ? AND auto_delete <> 0 ORDER BY id"), serverID); err != nil {
+		return fmt.Errorf("ports of %s: %w", serverID, err)
+	}
+	for _, id := range auto {
+		for _, q := range []string{"DELETE FROM ip_allocations WHERE port_id = ?", "DELETE FROM port_security_groups WHERE port_id = ?",
+			"DELETE FROM ports WHERE id = ?"} {
+			if _, err := tx.ExecContext(ctx, s.rb(q), id); err != nil {
+				return fmt.Errorf("delete port %s of %s: %w", id, serverID, classify(err))
+			}
+		}
+	}
 	res, err := tx.ExecContext(ctx, s.rb(`UPDATE ports SET device_id = '', host_id = '', revision = revision + 1,
 		updated_at = ? WHERE device_id = ?`), micros(time.Now()), serverID)
 	if err != nil {
 		return fmt.Errorf("unplug the ports of %s: %w", serverID, err)
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
+	if n, _ := res.RowsAffected(); n > 0 || len(auto) > 0 {
 		return s.bumpGeneration(ctx, tx)
 	}
 	return nil

@@ -78,7 +78,7 @@ var (
 	portTable = table{
 		name: "ports", kind: "port", byName: false, owner: ownedByProject,
 		cols: []string{"id", "revision", "created_at", "updated_at", "name", "network_id", "project_id", "mac_address",
-			"device_id", "host_id", "description"},
+			"device_id", "host_id", "description", "auto_delete"},
 		filters: map[string]string{
 			"network": "network_id = ?", "project": "project_id = ?", "device_id": "device_id = ?", "host": "host_id = ?",
 			"mac_address": "mac_address = ?",
@@ -301,6 +301,9 @@ type PortRow struct {
 	DeviceID    string `db:"device_id"`
 	HostID      string `db:"host_id"`
 	Description string `db:"description"`
+	// AutoDelete (0 or 1): the port goes with its server (see
+	// types.Port.AutoDelete).
+	AutoDelete int64 `db:"auto_delete"`
 }
 
 func (r PortRow) api(ips []types.FixedIP, groups []string) types.Port {
@@ -311,12 +314,14 @@ func (r PortRow) api(ips []types.FixedIP, groups []string) types.Port {
 		groups = []string{}
 	}
 	return types.Port{Meta: r.toAPI(), Name: r.Name, NetworkID: r.NetworkID, ProjectID: r.ProjectID, MACAddress: r.MACAddress,
-		FixedIPs: ips, DeviceID: r.DeviceID, HostID: r.HostID, SecurityGroups: groups, Description: r.Description}
+		FixedIPs: ips, DeviceID: r.DeviceID, HostID: r.HostID, SecurityGroups: groups, Description: r.Description,
+		AutoDelete: r.AutoDelete != 0}
 }
 
 // PortSpec is a port to create: the port with its references resolved to
 // IDs, and the addresses asked for. SubnetIDs with an empty IP get a free
-// address from that subnet's pools.
+// address from that subnet's pools. Port.AutoDelete marks a port made by a
+// server create, deleted with its server.
 type PortSpec struct {
 	Port types.Port
 	IPs  []types.FixedIP
@@ -350,7 +355,8 @@ func (s *Store) CreatePort(ctx context.Context, in PortSpec) (types.Port, error)
 
 func (s *Store) createPort(ctx context.Context, in PortSpec) (types.Port, error) {
 	row := PortRow{rowMeta: newMeta(prefixPort), Name: in.Port.Name, NetworkID: in.Port.NetworkID, ProjectID: in.Port.ProjectID,
-		MACAddress: in.Port.MACAddress, DeviceID: in.Port.DeviceID, HostID: in.Port.HostID, Description: in.Port.Description}
+		MACAddress: in.Port.MACAddress, DeviceID: in.Port.DeviceID, HostID: in.Port.HostID, Description: in.Port.Description,
+		AutoDelete: boolInt(in.Port.AutoDelete && in.Port.DeviceID != "")}
 	if row.MACAddress == "" {
 		row.MACAddress = RandomMAC()
 	}
@@ -367,6 +373,9 @@ func (s *Store) createPort(ctx context.Context, in PortSpec) (types.Port, error)
 			return err
 		}
 		if err := s.setPortGroups(ctx, tx, row.ID, in.Port.SecurityGroups, false); err != nil {
+			return err
+		}
+		if err := s.touchServers(ctx, tx, row.DeviceID); err != nil {
 			return err
 		}
 		return s.bumpGeneration(ctx, tx)
@@ -569,7 +578,9 @@ type PortChange struct {
 }
 
 // UpdatePort changes a port: its name, binding (server and host) or
-// security groups. Its MAC and addresses never change.
+// security groups. Its MAC and addresses never change. A port rebound to
+// another server (or unbound) is no longer deleted with a server: whoever
+// moved it owns it now.
 func (s *Store) UpdatePort(ctx context.Context, id string, ifMatch int64, in PortChange) (types.Port, error) {
 	var row PortRow
 	err := s.inTx(ctx, "update port", func(tx *Tx) error {
@@ -582,7 +593,11 @@ func (s *Store) UpdatePort(ctx context.Context, id string, ifMatch int64, in Por
 			return fmt.Errorf("port %s is at revision %d, not %d: %w", row.ID, row.Revision, ifMatch, ErrStale)
 		}
 		set(&row.Name, in.Name)
+		oldDevice := row.DeviceID
 		set(&row.DeviceID, in.DeviceID)
+		if row.DeviceID != oldDevice {
+			row.AutoDelete = 0
+		}
 		set(&row.HostID, in.HostID)
 		set(&row.Description, in.Description)
 		row.Revision++
@@ -596,6 +611,11 @@ func (s *Store) UpdatePort(ctx context.Context, id string, ifMatch int64, in Por
 		}
 		if in.SecurityGroups != nil {
 			if err := s.setPortGroups(ctx, tx, row.ID, *in.SecurityGroups, true); err != nil {
+				return err
+			}
+		}
+		if row.DeviceID != oldDevice {
+			if err := s.touchServers(ctx, tx, oldDevice, row.DeviceID); err != nil {
 				return err
 			}
 		}
@@ -631,6 +651,9 @@ func (s *Store) DeletePort(ctx context.Context, id string, ifMatch int64) (types
 			if _, err := tx.ExecContext(ctx, s.rb(q), row.ID); err != nil {
 				return fmt.Errorf("delete port %s: %w", row.ID, classify(err))
 			}
+		}
+		if err := s.touchServers(ctx, tx, row.DeviceID); err != nil {
+			return err
 		}
 		return s.bumpGeneration(ctx, tx)
 	})

@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/corral-cloud/corral/api/types"
+	"github.com/jmoiron/sqlx"
 )
 
 var serverTable = table{
@@ -82,16 +85,25 @@ func (s *Store) CreateServer(ctx context.Context, in types.Server) (types.Server
 	return row.API(), insertRow(ctx, s, s.wr(ctx), serverTable, &row)
 }
 
-// GetServer finds a server by ID.
+// GetServer finds a server by ID, with the addresses of its ports.
 func (s *Store) GetServer(ctx context.Context, id string) (types.Server, error) {
 	row, err := getRow[ServerRow](ctx, s, s.rd(ctx), serverTable, id)
-	return row.API(), err
+	if err != nil {
+		return row.API(), err
+	}
+	out := []types.Server{row.API()}
+	return out[0], s.portAddresses(ctx, out)
 }
 
-// ListServers returns a page of servers. Filters: region, zone, aggregate,
-// kind, state, project, host, name (all IDs or exact values).
+// ListServers returns a page of servers, with the addresses of their
+// ports (one query for the page). Filters: region, zone, aggregate, kind,
+// state, project, host, name (all IDs or exact values).
 func (s *Store) ListServers(ctx context.Context, opts ListOptions) (types.List[types.Server], error) {
-	return listAPI(ctx, s, serverTable, opts, ServerRow.API)
+	l, err := listAPI(ctx, s, serverTable, opts, ServerRow.API)
+	if err != nil {
+		return l, err
+	}
+	return l, s.portAddresses(ctx, l.Items)
 }
 
 // UpdateServer changes a server's name or desired state.
@@ -101,7 +113,69 @@ func (s *Store) UpdateServer(ctx context.Context, id string, ifMatch int64, in t
 		set(&r.DesiredState, in.DesiredState)
 		return nil
 	})
-	return row.API(), err
+	if err != nil {
+		return row.API(), err
+	}
+	out := []types.Server{row.API()}
+	return out[0], s.portAddresses(ctx, out)
+}
+
+// portAddresses adds to each server the fixed IPs of the ports plugged
+// into it (network ID, address, MAC), oldest port first, after the
+// addresses stored with the server (a bare-metal deploy's) and without
+// repeating one. It reads every server's ports with one query.
+func (s *Store) portAddresses(ctx context.Context, servers []types.Server) error {
+	if len(servers) == 0 {
+		return nil
+	}
+	ids := make([]string, len(servers))
+	for i, srv := range servers {
+		ids[i] = srv.ID
+	}
+	q, args, err := sqlx.In(`SELECT p.device_id, p.network_id, p.mac_address, a.ip_address
+		FROM ports p JOIN ip_allocations a ON a.port_id = p.id LEFT JOIN subnets sn ON sn.id = a.subnet_id
+		WHERE p.device_id IN (?) ORDER BY p.device_id, p.created_at, p.id, sn.created_at, a.ip_address`, ids)
+	if err != nil {
+		return err
+	}
+	var rows []struct {
+		ServerID  string `db:"device_id"`
+		NetworkID string `db:"network_id"`
+		MAC       string `db:"mac_address"`
+		IP        string `db:"ip_address"`
+	}
+	if err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(q), args...); err != nil {
+		return fmt.Errorf("read server addresses: %w", err)
+	}
+	byServer := map[string][]types.Address{}
+	for _, r := range rows {
+		byServer[r.ServerID] = append(byServer[r.ServerID], types.Address{Network: r.NetworkID, IP: r.IP, MAC: r.MAC})
+	}
+	for i := range servers {
+		for _, a := range byServer[servers[i].ID] {
+			if !slices.ContainsFunc(servers[i].Addresses, func(b types.Address) bool { return b.IP == a.IP && b.MAC == a.MAC }) {
+				servers[i].Addresses = append(servers[i].Addresses, a)
+			}
+		}
+	}
+	return nil
+}
+
+// touchServers moves on the revision of each server named (empty IDs are
+// skipped) whose ports changed: a server's addresses are its ports', so a
+// port plugged in or out changes what GET returns, and its ETag must
+// change with it.
+func (s *Store) touchServers(ctx context.Context, tx *Tx, ids ...string) error {
+	now := micros(time.Now())
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, s.rb("UPDATE servers SET revision = revision + 1, updated_at = ? WHERE id = ?"), now, id); err != nil {
+			return fmt.Errorf("server %s: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // SetServerState records a server's observed state and fault.

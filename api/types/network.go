@@ -140,6 +140,11 @@ type Port struct {
 	// drops everything but its own ARP (anti-spoofing still applies).
 	SecurityGroups []string `json:"security_groups"`
 	Description    string   `json:"description,omitempty"`
+	// AutoDelete is set on a port that a server create made for the
+	// server (ServerCreate.Networks): the port and its addresses are
+	// deleted when that server's delete completes. Ports created with
+	// POST /v1/ports never have it; rebinding a port clears it.
+	AutoDelete bool `json:"auto_delete"`
 }
 
 // PortCreate creates a port. Network, Project, Server, Host and the

@@ -24,10 +24,26 @@ import (
 
 	"github.com/corral-cloud/corral/agent"
 	"github.com/corral-cloud/corral/api/client"
+	"github.com/corral-cloud/corral/buildinfo"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// agentVersion is what the agent reports at registration: main.version
+// if the build set it, else the module version and VCS revision.
+func agentVersion() string {
+	if version != "" {
+		return version
+	}
+	bi := buildinfo.Read("corral-agent")
+	if bi.Revision != "" {
+		return bi.Version + "+" + bi.Revision
+	}
+	return bi.Version
+}
+
+// version is the agent version sent at registration: set at build time
+// with -ldflags "-X main.version=…", else the build's module version
+// (buildinfo).
+var version = ""
 
 // Environment variables that give flags their defaults.
 const (
@@ -37,14 +53,44 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "corral-agent:", err)
-		os.Exit(2)
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// runMain runs the agent with args and returns its exit status: 0 after
+// --help or a version request (`corral-agent version`, --version), 2 when
+// it fails.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if isVersionRequest(args) {
+		fmt.Fprint(stdout, buildinfo.Read("corral-agent"))
+		return 0
 	}
+	err := run(ctx, args, stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintln(stderr, "corral-agent:", err)
+		return 2
+	}
+}
+
+// isVersionRequest reports whether args ask for the version: "version"
+// as the first argument, or a --version flag anywhere.
+func isVersionRequest(args []string) bool {
+	if len(args) > 0 && args[0] == "version" {
+		return true
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--version" || a == "-version" || a == "--version=true" || a == "-version=true" {
+			return true
+		}
+	}
+	return false
 }
 
 type options struct {
@@ -74,6 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"file holding the machine's ID; with --state-dir it identifies the machine, so a host that re-registers keeps its record")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "time between heartbeats")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Bool("version", false, "print build information (version, VCS revision and time, Go version) and exit; also: corral-agent version")
 	o.compute.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -137,7 +184,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		StateDir:              o.stateDir,
 		MachineIDFile:         o.machineIDFile,
 		HeartbeatInterval:     o.heartbeatInterval,
-		Version:               version,
+		Version:               agentVersion(),
 		Prober:                probe,
 		Logger:                log,
 		WatchWait:             o.compute.watchWait,

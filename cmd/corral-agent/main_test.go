@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +65,33 @@ func TestParseFlags(t *testing.T) {
 			got.compute = computeOptions{} // checked above
 			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(options{}, computeOptions{})); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestHelpAndVersion: --help exits 0, the version requests print build
+// information and exit 0 without starting anything, and a bad flag fails.
+func TestHelpAndVersion(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+	}{
+		{"help", []string{"--help"}, 0, ""},
+		{"version command", []string{"version"}, 0, "corral-agent "},
+		{"version flag", []string{"--endpoint", "http://c", "--version"}, 0, "corral-agent "},
+		{"bad flag", []string{"--no-such-flag"}, 2, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := runMain(context.Background(), tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Fatalf("corral-agent %v exited %d, want %d; stderr %s", tc.args, code, tc.code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tc.stdout) || (tc.stdout != "" && !strings.Contains(stdout.String(), "go:       go1.")) {
+				t.Errorf("stdout %q, want %q and the Go version", stdout.String(), tc.stdout)
 			}
 		})
 	}

@@ -16,6 +16,7 @@
 //	corralctl host update hv-17 --state maintenance
 //	corralctl token create ci --role member --project games --expires-in 720h
 //	corralctl audit list --resource srv-…
+//	corralctl version
 //
 // Objects are named by ID or by name. Catalogue objects and hosts are
 // found by name by corrald itself; a server or token named by something

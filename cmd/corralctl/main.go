@@ -14,6 +14,7 @@ import (
 
 	"github.com/corral-cloud/corral/api/client"
 	"github.com/corral-cloud/corral/api/types"
+	"github.com/corral-cloud/corral/buildinfo"
 	"github.com/spf13/cobra"
 )
 
@@ -119,7 +120,23 @@ Exit status: 0 on success, 1 for an API or other error, 2 for a usage error.`,
 	)
 	root.AddCommand(a.nodeCommand()) // bare metal (node.go)
 	root.AddCommand(a.networkCommands()...)
+	root.AddCommand(a.versionCommand())
 	return root
+}
+
+// versionCommand prints corralctl's build information. It needs no
+// endpoint or token.
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print corralctl's version, VCS revision and time, and Go version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			a.started = true
+			_, err := fmt.Fprint(a.stdout, buildinfo.Read("corralctl"))
+			return err
+		},
+	}
 }
 
 // groupRunE answers a command that only groups others, run without one

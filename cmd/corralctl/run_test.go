@@ -474,7 +474,7 @@ func TestUsageErrors(t *testing.T) {
 		wantStderr string
 	}{
 		{"no command", nil,
-			"corralctl: corralctl needs a command: aggregate, audit, completion, flavor, host, image, network, node, port, project, region, security-group, server, subnet, token, zone\nRun 'corralctl --help' for usage.\n"},
+			"corralctl: corralctl needs a command: aggregate, audit, completion, flavor, host, image, network, node, port, project, region, security-group, server, subnet, token, version, zone\nRun 'corralctl --help' for usage.\n"},
 		{"unknown command, with a suggestion", []string{"servr", "list"},
 			"corralctl: unknown command \"servr\" for \"corralctl\"; did you mean server?\nRun 'corralctl --help' for usage.\n"},
 		{"unknown subcommand", []string{"server", "frob"},
@@ -588,5 +588,22 @@ func TestNoTokenHint(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, stderr); diff != "" {
 		t.Errorf("stderr (-want +got):\n%s", diff)
+	}
+}
+
+// TestVersionAndHelpText: "corralctl version" prints build information
+// without an endpoint or token; "server create --help" says where a new
+// server starts (scheduled, not pending) and that --network ports go with
+// the server.
+func TestVersionAndHelpText(t *testing.T) {
+	stdout, stderr, code := runEnv(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "corralctl ") || !strings.Contains(stdout, "revision: ") ||
+		!strings.Contains(stdout, "go:       go1.") {
+		t.Errorf("corralctl version: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	stdout, _, code = runEnv(t, nil, "server", "create", "--help")
+	if code != 0 || strings.Contains(stdout, "pending") || !strings.Contains(stdout, `"scheduled"`) ||
+		!strings.Contains(stdout, "deleted with the server") {
+		t.Errorf("server create --help: exit %d\n%s", code, stdout)
 	}
 }

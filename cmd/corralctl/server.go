@@ -40,7 +40,11 @@ func (a *app) serverCommand() *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create NAME --flavor FLAVOR --image IMAGE [--project PROJECT]",
 		Short: "Create a server (a VM or a bare-metal machine)",
-		Long: `Create a server. It starts pending; placement then moves it on.
+		Long: `Create a server. A VM is placed at once: it is created "scheduled" on a
+host (or refused with the reason, no_valid_host), then "building" and
+"active" as its host's agent reports. A bare-metal server is created
+"building" on a node and deploys from there. Each --network gets a port of
+its own, deleted with the server; ports created with "port create" stay.
 
 Every create sends an Idempotency-Key: a random one for this invocation, so
 that corralctl's own retries never create two servers, or --idempotency-key K,

@@ -3,6 +3,7 @@
 //
 //	corrald --data-dir /var/lib/corral                 # embedded SQLite
 //	corrald --postgres-dsn postgres://…                # several replicas
+//	corrald --version                                  # build information
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	"github.com/corral-cloud/corral/api/server"
 	"github.com/corral-cloud/corral/api/store"
+	"github.com/corral-cloud/corral/buildinfo"
 	"github.com/corral-cloud/corral/placement"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -33,11 +35,44 @@ func main() {
 	// keys, image data) is its own: mode 0600 files, 0700 directories.
 	syscall.Umask(0o077)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "corrald:", err)
-		os.Exit(1)
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// runMain runs corrald with args and returns its exit status: 0 after
+// --help (-h) or a version request (`corrald version`, --version), 1 when
+// it fails.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if isVersionRequest(args) {
+		fmt.Fprint(stdout, buildinfo.Read("corrald"))
+		return 0
 	}
+	err := run(ctx, args, stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintln(stderr, "corrald:", err)
+		return 1
+	}
+}
+
+// isVersionRequest reports whether args ask for the version: "version"
+// as the first argument, or a --version flag anywhere.
+func isVersionRequest(args []string) bool {
+	if len(args) > 0 && args[0] == "version" {
+		return true
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--version" || a == "-version" || a == "--version=true" || a == "-version=true" {
+			return true
+		}
+	}
+	return false
 }
 
 type options struct {
@@ -80,6 +115,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.defaultWeigher, "default-weigher", "spread", "placement policy where neither request nor aggregate names one: pack or spread")
 	fs.BoolVar(&o.insecureHTTP, "insecure-http", false, "serve plain HTTP on an address that is not loopback "+
 		"(bearer tokens then cross the network in clear); without it such an address needs --tls-cert and --tls-key")
+	fs.Bool("version", false, "print build information (version, VCS revision and time, Go version) and exit; also: corrald version")
 	serveFlags(fs, &o.serve)
 	o.bm = baremetalFlags(fs)
 	if err := fs.Parse(args); err != nil {

@@ -60,3 +60,39 @@ func TestFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpAndVersion: --help exits 0 as corralctl's and the agent's do,
+// and the version requests print build information and exit 0 without
+// starting anything; a bad flag still fails.
+func TestHelpAndVersion(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     []string // each must appear
+		stderrWant string
+	}{
+		{name: "help", args: []string{"--help"}, code: 0, stderrWant: "-listen"},
+		{name: "h", args: []string{"-h"}, code: 0, stderrWant: "-version"},
+		{name: "version command", args: []string{"version"}, code: 0, stdout: []string{"corrald ", "revision: ", "go:       go1."}},
+		{name: "version flag", args: []string{"--version"}, code: 0, stdout: []string{"corrald ", "go:       go1."}},
+		{name: "version with other flags", args: []string{"--listen", "127.0.0.1:1", "--version"}, code: 0, stdout: []string{"corrald "}},
+		{name: "bad flag", args: []string{"--no-such-flag"}, code: 1, stderrWant: "corrald: flag provided but not defined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := runMain(context.Background(), tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Fatalf("corrald %v exited %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, stdout.String(), stderr.String())
+			}
+			for _, w := range tc.stdout {
+				if !strings.Contains(stdout.String(), w) {
+					t.Errorf("stdout %q lacks %q", stdout.String(), w)
+				}
+			}
+			if !strings.Contains(stderr.String(), tc.stderrWant) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tc.stderrWant)
+			}
+		})
+	}
+}

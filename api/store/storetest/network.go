@@ -27,6 +27,8 @@ func RunNetwork(t *testing.T, open Opener) {
 		{"HostNetwork", testHostNetwork},
 		{"DefaultGroupOnce", testDefaultGroupOnce},
 		{"ProjectScope", testProjectScope},
+		{"ServerAddresses", testServerAddresses},
+		{"AutoDeletePorts", testAutoDeletePorts},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
