@@ -193,10 +193,13 @@ func (n *Node) WaitSerial(t testing.TB, marker string, timeout time.Duration) st
 	return ""
 }
 
-// SerialLine returns the last console line containing marker, or "".
+// SerialLine returns the last whole console line containing marker, or "".
 func (n *Node) SerialLine(marker string) string {
 	b, _ := os.ReadFile(n.Serial)
 	lines := strings.Split(strings.ReplaceAll(string(b), "\r", ""), "\n")
+	// The last piece has no newline yet: the console writes a byte at a
+	// time, so it may be half a line. Only whole lines count.
+	lines = lines[:len(lines)-1]
 	for i := len(lines) - 1; i >= 0; i-- {
 		if strings.Contains(lines[i], marker) {
 			return lines[i]

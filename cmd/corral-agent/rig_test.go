@@ -286,9 +286,13 @@ func waitForMarker(path, marker string, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		if b, err := os.ReadFile(path); err == nil {
+			// The serial console arrives a byte at a time: a marker line
+			// counts once it is whole (its newline written), or the rest
+			// of it (the guest's address) may still be on its way.
 			if i := bytes.Index(b, []byte(marker)); i >= 0 {
-				line, _, _ := bytes.Cut(b[i:], []byte("\n"))
-				return strings.TrimSpace(string(line)), nil
+				if line, _, whole := bytes.Cut(b[i:], []byte("\n")); whole {
+					return strings.TrimSpace(string(line)), nil
+				}
 			}
 		}
 		if time.Now().After(deadline) {
