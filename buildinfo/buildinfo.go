@@ -86,3 +86,21 @@ func (i Info) String() string {
 	fmt.Fprintf(&b, "  go:       %s %s\n", i.GoVersion, i.Platform)
 	return b.String()
 }
+
+// Requested reports whether a daemon's command line asks for its version:
+// "version" as the first argument, or a --version flag anywhere before
+// "--". corrald and corral-agent answer it before parsing their flags.
+func Requested(args []string) bool {
+	if len(args) > 0 && args[0] == "version" {
+		return true
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--version" || a == "-version" || a == "--version=true" || a == "-version=true" {
+			return true
+		}
+	}
+	return false
+}

@@ -47,3 +47,14 @@ func TestRead(t *testing.T) {
 		t.Errorf("with Version set: %+v", got)
 	}
 }
+
+func TestRequested(t *testing.T) {
+	for args, want := range map[string]bool{
+		"version": true, "--version": true, "-version": true, "--listen x --version=true": true,
+		"": false, "--listen x": false, "-- --version": false, "run version": false, "--version=false": false,
+	} {
+		if got := Requested(strings.Fields(args)); got != want {
+			t.Errorf("Requested(%q) = %v, want %v", args, got, want)
+		}
+	}
+}

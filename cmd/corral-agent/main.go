@@ -62,7 +62,7 @@ func main() {
 // --help or a version request (`corral-agent version`, --version), 2 when
 // it fails.
 func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if isVersionRequest(args) {
+	if buildinfo.Requested(args) {
 		fmt.Fprint(stdout, buildinfo.Read("corral-agent"))
 		return 0
 	}
@@ -74,23 +74,6 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "corral-agent:", err)
 		return 2
 	}
-}
-
-// isVersionRequest reports whether args ask for the version: "version"
-// as the first argument, or a --version flag anywhere.
-func isVersionRequest(args []string) bool {
-	if len(args) > 0 && args[0] == "version" {
-		return true
-	}
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "--version" || a == "-version" || a == "--version=true" || a == "-version=true" {
-			return true
-		}
-	}
-	return false
 }
 
 type options struct {

@@ -44,7 +44,7 @@ func main() {
 // --help (-h) or a version request (`corrald version`, --version), 1 when
 // it fails.
 func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if isVersionRequest(args) {
+	if buildinfo.Requested(args) {
 		fmt.Fprint(stdout, buildinfo.Read("corrald"))
 		return 0
 	}
@@ -56,23 +56,6 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "corrald:", err)
 		return 1
 	}
-}
-
-// isVersionRequest reports whether args ask for the version: "version"
-// as the first argument, or a --version flag anywhere.
-func isVersionRequest(args []string) bool {
-	if len(args) > 0 && args[0] == "version" {
-		return true
-	}
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "--version" || a == "-version" || a == "--version=true" || a == "-version=true" {
-			return true
-		}
-	}
-	return false
 }
 
 type options struct {
