@@ -214,9 +214,13 @@ func (w *isoWorld) isoRoutes() map[string]isoRoute {
 	rule := map[string]any{"direction": "ingress", "protocol": "tcp", "port_range_min": 80}
 	portPath := "/v1/ports/" + w.a[kPort]
 	return map[string]isoRoute{
-		"GET /healthz": {why: "unauthenticated health check"},
-		"GET /readyz":  {why: "unauthenticated readiness check"},
-		"GET /metrics": {why: "unauthenticated metrics"},
+		"GET /healthz":   {why: "unauthenticated health check"},
+		"GET /readyz":    {why: "unauthenticated readiness check"},
+		"GET /metrics":   {why: "unauthenticated metrics"},
+		"GET /":          {why: "redirect to the dashboard; no data"},
+		"GET /ui":        {why: "redirect to the dashboard; no data"},
+		"GET /ui/*":      {why: "the dashboard's static files; no data, all of it comes from /v1"},
+		"GET /v1/alerts": {why: infra},
 
 		"GET /v1/regions":           {why: catalogueWhy},
 		"POST /v1/regions":          {why: catalogueWhy},
@@ -288,6 +292,7 @@ func (w *isoWorld) isoRoutes() map[string]isoRoute {
 		"POST /v1/servers":                            {refs: serverRefs("/v1/servers")},
 		"POST /v1/placement/dry-run":                  {refs: serverRefs("/v1/placement/dry-run")},
 		"GET /v1/servers/:id":                         {params: id(kServer), want: 404},
+		"GET /v1/servers/:id/events":                  {params: id(kServer), want: 404},
 		"PATCH /v1/servers/:id":                       {params: id(kServer), want: 404, body: map[string]any{"name": "renamed"}},
 		"DELETE /v1/servers/:id":                      {params: id(kServer), want: 404},
 		"POST /v1/servers/:id/actions":                {params: id(kServer), want: 404, body: map[string]any{"action": "stop"}},

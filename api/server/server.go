@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -168,6 +171,8 @@ func (s *Server) routes() {
 	s.networkRoutes(v1)
 	s.nodeRoutes(v1)
 	v1.GET("/audit", s.listAudit)
+	v1.GET("/alerts", s.listAlerts)
+	s.uiRoutes(e)
 }
 
 func (s *Server) healthz(c echo.Context) error {
@@ -318,7 +323,26 @@ func listJSON[T any](c echo.Context, l types.List[T], err error) error {
 	if l.Items == nil {
 		l.Items = []T{}
 	}
-	return c.JSON(http.StatusOK, l)
+	return jsonETag(c, http.StatusOK, l)
+}
+
+// jsonETag writes v as JSON with a weak ETag made from its bytes, so that a
+// poller (the dashboard) sending If-None-Match gets 304 and no body while
+// the answer is unchanged. Lists have no revision of their own; the
+// digest of the answer stands for one.
+func jsonETag(c echo.Context, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	etag := strconv.Quote(hex.EncodeToString(sum[:12]))
+	c.Response().Header().Set("ETag", "W/"+etag)
+	req := c.Request()
+	if status == http.StatusOK && req.Method == http.MethodGet && noneMatch(req.Header.Values("If-None-Match"), etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return c.JSONBlob(status, b)
 }
 
 // ifMatch reads the If-Match header: a revision, quoted or not; 0 if absent.

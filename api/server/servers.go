@@ -20,6 +20,7 @@ func (s *Server) serverRoutes(g *echo.Group) {
 		srv, err := s.visibleServer(c)
 		return found(c, srv.Revision, srv, err)
 	})
+	g.GET("/servers/:id/events", s.serverEvents)
 	g.PATCH("/servers/:id", s.updateServer)
 	g.DELETE("/servers/:id", s.deleteServer)
 	g.POST("/placement/dry-run", s.dryRun)
@@ -298,6 +299,25 @@ func (s *Server) listServers(c echo.Context) error {
 // server of another project so that members cannot probe for IDs.
 func (s *Server) visibleServer(c echo.Context) (types.Server, error) {
 	return visible(c, s.store.GetServer)
+}
+
+// serverEvents answers GET /v1/servers/{id}/events: the audit log's
+// entries for the server (the calls that created, changed, acted on or
+// deleted it), oldest first and paged like every list. The server is
+// looked up as the caller sees it, so another project's server is a 404
+// like a missing one; the audit log itself stays an infrastructure view.
+func (s *Server) serverEvents(c echo.Context) error {
+	srv, err := s.visibleServer(c)
+	if err != nil {
+		return err
+	}
+	opts, err := listOptions(c, nil)
+	if err != nil {
+		return err
+	}
+	opts.Filters["resource"] = srv.ID
+	l, err := s.store.ListAudit(c.Request().Context(), opts)
+	return listJSON(c, l, err)
 }
 
 func (s *Server) updateServer(c echo.Context) error {
