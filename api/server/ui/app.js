@@ -299,7 +299,7 @@ function renderRacks() {
   for (const z of zones) {
     const hosts = st.d.hosts.filter((h) => h.zone_id === z.id);
     const nodes = st.d.nodes.filter((n) => n.zone_id === z.id);
-    const div = el('div', null, 'rack');
+    const div = el('div', null, 'rack-card');
     div.dataset.id = z.id;
     div.appendChild(el('h2', z.name + ' — ' + nameOf(regions, z.region_id) + ' (' + hosts.length + ' hosts, ' + nodes.length + ' nodes)'));
     const t = el('table');
