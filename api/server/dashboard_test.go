@@ -154,6 +154,13 @@ func TestDashboardChromium(t *testing.T) {
 		t.Errorf("the page was reloaded (mark %d, %v)", mark, err)
 	}
 	shot(t, ctx, artifacts, "4-rack1-stopped.png")
+	// The polls are cheap: with nothing changing, the next poll of the
+	// list is a bodiless 304.
+	for deadline := time.Now().Add(60 * time.Second); requestCount(t, e, "/v1/servers", "304") == 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no GET /v1/servers was answered 304 within 60 s: the page does not poll with If-None-Match")
+		}
+	}
 
 	step("rack view", chromedp.Click(chromedp.ID("nav-racks")),
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#racks .rack-card[data-id=%q] tr[data-id=%q]`, rack1.ID, node.ID))))
@@ -249,4 +256,30 @@ func shot(t *testing.T, ctx context.Context, dir, name string) {
 	if err != nil {
 		t.Errorf("screenshot %s: %v", name, err)
 	}
+}
+
+// requestCount reads corral_http_requests_total for GETs of route answered
+// with status.
+func requestCount(t *testing.T, e *env, route, status string) float64 {
+	t.Helper()
+	mfs, err := e.srv.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "corral_http_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			if l["method"] == "GET" && l["route"] == route && l["status"] == status {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }
