@@ -188,6 +188,20 @@ func TestDashboardChromium(t *testing.T) {
 	if tok, err := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem('corral.token') || ''`)); err != nil || tok != "" {
 		t.Errorf("token kept after log out: %q %v", tok, err)
 	}
+	// A member sees its project's servers; hosts, nodes and alerts are
+	// refused to it (403), and the page says so instead of failing.
+	member := e.token(types.RoleMember, "p")
+	step("log in as a member", chromedp.Navigate(e.http.URL+"/ui/#servers"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), member), chromedp.Click(chromedp.ID("login-btn")),
+		chromedp.WaitVisible(chromedp.ID("infra-note")), chromedp.SetValue(chromedp.ID("filter-rack"), ""),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('filter-rack').dispatchEvent(new Event('change'))`))
+	waitRows(t, ctx, artifacts, "the member sees its four servers", func(rs []dashRow) bool { return len(rs) == 4 })
+	status, _ := chromedp.Run(ctx, chromedp.TextContent(chromedp.ID("status")))
+	if !strings.HasPrefix(status, "updated") {
+		t.Errorf("member's status line = %q, want updated", status)
+	}
+	shot(t, ctx, artifacts, "7-member.png")
+
 	mu.Lock()
 	defer mu.Unlock()
 	for _, p := range problems {

@@ -9,4 +9,8 @@
 // final status) → recover (a panic becomes a 500 that metrics and audit see,
 // not a dead process) → idempotency (needs the caller to scope keys, and runs
 // inside audit so a replay is audited).
+//
+// The package also serves the web dashboard (ui.go): static files embedded
+// from ui/, needing no token and holding no data, which read everything
+// from /v1 with the user's token like any other client.
 package server
