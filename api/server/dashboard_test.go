@@ -74,13 +74,20 @@ func TestDashboardChromium(t *testing.T) {
 	}
 	report(types.GuestActive)
 
-	// The browser: one per test, in a profile of its own.
+	// The browser: one per test, in a profile of its own, removed at the
+	// end without failing the test if a dying child process still writes
+	// there (t.TempDir would).
+	profile, err := os.MkdirTemp("", "corral-dash-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(profile) })
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
 		chromedp.Flag("headless", "new"),
 		chromedp.NoSandbox, // as root
 		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1500, 1000),
 		chromedp.WSURLReadTimeout(2*time.Minute), // a loaded two-core machine
 	)
