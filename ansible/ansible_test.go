@@ -355,3 +355,246 @@ func TestInventory(t *testing.T) {
 	write(config, fmt.Sprintf("plugin: corral\nurl: http://%s\ntoken_file: %s\n", testenv.FreeAddr(t), d.TokenFile))
 	failing("cannot reach corrald at http://127.0.0.1:")
 }
+
+// TestAnsibleLint: ansible-lint (its production profile, .ansible-lint)
+// passes on the roles and playbooks, and the syntax check of site.yml with
+// the example inventory passes.
+func TestAnsibleLint(t *testing.T) {
+	t.Parallel()
+	needAnsible(t, "ansible-lint", "ansible-playbook")
+	if out, err := ansibleCmd(t, nil, "ansible-lint", "--profile", "production").CombinedOutput(); err != nil {
+		t.Errorf("ansible-lint: %v\n%s", err, out)
+	}
+	if out, err := ansibleCmd(t, nil, "ansible-playbook", "-i", "inventory.example.ini", "site.yml",
+		"--syntax-check").CombinedOutput(); err != nil {
+		t.Errorf("ansible-playbook --syntax-check: %v\n%s", err, out)
+	}
+	// Both roles install corral-daemon: the copies must not drift apart.
+	a, _ := os.ReadFile("roles/corrald/files/corral-daemon")
+	b, _ := os.ReadFile("roles/corral_agent/files/corral-daemon")
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Errorf("roles/corrald/files/corral-daemon and roles/corral_agent/files/corral-daemon differ (or are empty)")
+	}
+}
+
+// recap reads the counters of PLAY RECAP for localhost.
+func recap(t *testing.T, out string) map[string]int {
+	t.Helper()
+	i := strings.LastIndex(out, "PLAY RECAP")
+	if i < 0 {
+		t.Fatalf("no PLAY RECAP in the output:\n%s", tail(out, 4000))
+	}
+	counts := map[string]int{}
+	for _, f := range strings.Fields(out[i:]) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(v, &n); err == nil {
+			counts[k] = n
+		}
+	}
+	return counts
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// pidOf reads a PID file and returns the PID if the process is alive.
+func pidOf(path string) (int, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 0 {
+		return 0, false
+	}
+	_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return pid, err == nil
+}
+
+// TestLocalDeployment runs site.yml for real against localhost, as CI
+// does without systemd: the roles' "background" supervisor starts corrald
+// (as a service user of its own) and corral-agent (libvirt, an Open vSwitch
+// bridge of its own) from the binaries built for the test, with every path
+// in a directory of the test and unique ports. The playbook creates the
+// region, rack and aggregate, so the agent registers: GET /v1/hosts shows
+// it up, and corrald answers /readyz. A second run changes and fails
+// nothing. The processes are stopped by their PID files at the end.
+func TestLocalDeployment(t *testing.T) {
+	t.Parallel()
+	needAnsible(t, "ansible-playbook", "start-stop-daemon", "setpriv")
+	testenv.Require(t, "CORRAL_TEST_LIBVIRT", "libvirt (corral-agent drives it)")
+	testenv.Require(t, "CORRAL_TEST_OVS", "Open vSwitch (corral-agent's bridge)")
+	guest := testenv.Require(t, "CORRAL_TEST_GUEST_IMAGE", "the probe guest (compute/guestimage/build.sh)")
+	if os.Geteuid() != 0 {
+		if testenv.CI() {
+			t.Fatal("the local deployment runs as root (it creates a service user and starts daemons)")
+		}
+		t.Skip("the local deployment runs as root")
+	}
+	bin := binaries(t)
+	p := prefix()
+	// Under /var/tmp with mode 0755: corrald runs as the service user, which
+	// must reach its data directory (test temporary directories are 0700).
+	dir := filepath.Join("/var/tmp", "corral-"+p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	for _, sub := range []string{"bin", "sbin"} { // as /usr/local/bin and /usr/local/sbin exist
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	user, bridge := p, p+"br"
+	addr := testenv.FreeAddr(t)
+	endpoint := "http://" + addr
+	path := func(rel string) string { return filepath.Join(dir, rel) }
+	t.Cleanup(func() {
+		// Stop what the playbook started, by PID file, with the role's own script.
+		for _, pf := range []string{"run/corral-agent.pid", "run/corrald.pid"} {
+			if _, err := os.Stat(path("sbin/corral-daemon")); err != nil {
+				break // the playbook stopped before installing it, and started nothing
+			}
+			if out, err := exec.Command(path("sbin/corral-daemon"), "stop", path(pf)).CombinedOutput(); err != nil {
+				t.Errorf("corral-daemon stop %s: %v\n%s", pf, err, out)
+			}
+		}
+		exec.Command("ovs-vsctl", "--if-exists", "del-br", bridge).Run()
+		exec.Command("userdel", user).Run()
+		exec.Command("groupdel", user).Run()
+		if t.Failed() {
+			for _, log := range []string{"log/corrald.log", "log/corral-agent.log"} {
+				b, _ := os.ReadFile(path(log))
+				t.Logf("%s:\n%s", log, tail(string(b), 3000))
+			}
+		}
+		os.RemoveAll(dir)
+	})
+
+	inventory := path("inventory.yml")
+	vars := map[string]any{
+		"ansible_python_interpreter": "/usr/bin/python3",
+		// corrald, as user p, on a free port, with everything in dir.
+		"corrald_binary_src":           filepath.Join(bin, "corrald"),
+		"corrald_binary_dest":          path("bin/corrald"),
+		"corrald_user":                 user,
+		"corrald_group":                user,
+		"corrald_config_dir":           path("etc"),
+		"corrald_data_dir":             path("data"),
+		"corrald_listen":               addr,
+		"corrald_supervisor":           "background",
+		"corrald_pid_file":             path("run/corrald.pid"),
+		"corrald_log_file":             path("log/corrald.log"),
+		"corrald_run_script":           path("sbin/corrald-run"),
+		"corral_daemon_script":         path("sbin/corral-daemon"),
+		"corrald_bootstrap_token_dest": path("credentials/admin-token"),
+		"corrald_install_packages":     false,
+		"corrald_regions":              []map[string]any{{"name": "dc1"}},
+		"corrald_zones":                []map[string]any{{"name": "dc1-r01", "region": "dc1"}},
+		"corrald_aggregates":           []map[string]any{{"name": "general", "cpu_allocation_ratio": 4}},
+		// corral-agent, registering with the bootstrap admin token.
+		"corral_endpoint":                     endpoint,
+		"corral_region":                       "dc1",
+		"corral_zone":                         "dc1-r01",
+		"corral_aggregates":                   []string{"general"},
+		"corral_agent_name":                   p + "-hv",
+		"corral_agent_binary_src":             filepath.Join(bin, "corral-agent"),
+		"corral_agent_binary_dest":            path("bin/corral-agent"),
+		"corral_agent_config_dir":             path("etc"),
+		"corral_agent_registration_token_src": path("credentials/admin-token"),
+		"corral_agent_state_dir":              path("agent"),
+		"corral_agent_run_script":             path("sbin/corral-agent-run"),
+		"corral_agent_supervisor":             "background",
+		"corral_agent_pid_file":               path("run/corral-agent.pid"),
+		"corral_agent_log_file":               path("log/corral-agent.log"),
+		"corral_agent_install_packages":       false,
+		"corral_agent_guest_src":              guest,
+		"corral_agent_guest_dir":              path("guest"),
+		"corral_agent_domain_type":            "qemu",
+		"corral_agent_bridge":                 bridge,
+	}
+	varsJSON, _ := json.Marshal(vars)
+	if err := os.WriteFile(path("vars.json"), varsJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv := "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n" +
+		"  children:\n    corrald:\n      hosts:\n        localhost: {}\n    compute:\n      hosts:\n        localhost: {}\n"
+	if err := os.WriteFile(inventory, []byte(inv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	play := func(run int) map[string]int {
+		t.Helper()
+		start := time.Now()
+		out, err := ansibleCmd(t, nil, "ansible-playbook", "-i", inventory, "-e", "@"+path("vars.json"),
+			"site.yml").CombinedOutput()
+		if err != nil {
+			t.Fatalf("run %d of site.yml: %v\n%s", run, err, tail(string(out), 6000))
+		}
+		counts := recap(t, string(out))
+		t.Logf("run %d: %v in %s", run, counts, time.Since(start).Round(time.Second))
+		if counts["failed"] != 0 || counts["unreachable"] != 0 || counts["ok"] == 0 {
+			t.Fatalf("run %d: %v\n%s", run, counts, tail(string(out), 6000))
+		}
+		return counts
+	}
+	play(1)
+
+	if err := testenv.WaitReady(endpoint, nil, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	token, err := os.ReadFile(path("credentials/admin-token"))
+	if err != nil {
+		t.Fatalf("the bootstrap admin token was not fetched: %v", err)
+	}
+	admin := client.New(endpoint, strings.TrimSpace(string(token)), nil)
+	waitFor(t, 60*time.Second, "the agent's host up in GET /v1/hosts", func() (bool, string) {
+		hosts, err := client.ListAll[types.Host](context.Background(), admin, "/v1/hosts", nil)
+		for _, h := range hosts {
+			if h.Name == p+"-hv" && h.State == types.HostUp {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v %v", hosts, err)
+	})
+	// corrald runs as the service user, not root.
+	pid, ok := pidOf(path("run/corrald.pid"))
+	if !ok {
+		t.Fatal("corrald's PID file names no live process")
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	var uidLine string
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "Uid:") {
+			uidLine = l
+		}
+	}
+	if f := strings.Fields(uidLine); len(f) < 2 || f[1] == "0" {
+		t.Errorf("corrald runs as %q, want the service user %s", uidLine, user)
+	}
+	agentPID, ok := pidOf(path("run/corral-agent.pid"))
+	if !ok {
+		t.Fatal("corral-agent's PID file names no live process")
+	}
+
+	// Idempotent: nothing changes, nothing restarts.
+	if counts := play(2); counts["changed"] != 0 {
+		t.Errorf("second run changed %d things, want 0", counts["changed"])
+	}
+	if now, _ := pidOf(path("run/corrald.pid")); now != pid {
+		t.Errorf("corrald restarted by the second run: PID %d, then %d", pid, now)
+	}
+	if now, _ := pidOf(path("run/corral-agent.pid")); now != agentPID {
+		t.Errorf("corral-agent restarted by the second run: PID %d, then %d", agentPID, now)
+	}
+	if err := testenv.WaitReady(endpoint, nil, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
