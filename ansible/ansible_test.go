@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -457,6 +458,31 @@ func TestLocalDeployment(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	endpoint := "http://" + addr
 	path := func(rel string) string { return filepath.Join(dir, rel) }
+
+	// A provisioning network of the test's own (a veth pair), so that
+	// corrald starts dnsmasq: as the service user, with the capabilities
+	// the role gives it.
+	pxeIf := p + "v0"
+	out, _ := exec.Command("ip", "-4", "-o", "addr").Output()
+	x := 10
+	for ; x < 250 && strings.Contains(string(out), fmt.Sprintf(" 10.198.%d.", x)); x++ {
+	}
+	pxeIP := fmt.Sprintf("10.198.%d.1", x)
+	for _, args := range [][]string{{"link", "add", pxeIf, "type", "veth", "peer", "name", p + "v1"},
+		{"addr", "add", pxeIP + "/24", "dev", pxeIf}, {"link", "set", pxeIf, "up"}, {"link", "set", p + "v1", "up"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			exec.Command("ip", "link", "del", pxeIf).Run()
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", pxeIf).Run() })
+	ramdisk := t.TempDir() // the role copies it; dnsmasq never serves it here
+	for _, f := range []string{"vmlinuz", "initrd.gz"} {
+		if err := os.WriteFile(filepath.Join(ramdisk, f), []byte("not a kernel"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, pxePort, _ := strings.Cut(testenv.FreeAddr(t), ":")
 	t.Cleanup(func() {
 		// Stop what the playbook started, by PID file, with the role's own script.
 		for _, pf := range []string{"run/corral-agent.pid", "run/corrald.pid"} {
@@ -475,6 +501,11 @@ func TestLocalDeployment(t *testing.T) {
 				b, _ := os.ReadFile(path(log))
 				t.Logf("%s:\n%s", log, tail(string(b), 3000))
 			}
+		}
+		// corrald stops its dnsmasq; make sure, by dnsmasq's PID file.
+		if pid, ok := pidOf(path("data/pxe/dnsmasq.pid")); ok {
+			t.Errorf("dnsmasq (PID %d) still runs after corrald stopped", pid)
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 		os.RemoveAll(dir)
 	})
@@ -500,6 +531,11 @@ func TestLocalDeployment(t *testing.T) {
 		"corrald_regions":              []map[string]any{{"name": "dc1"}},
 		"corrald_zones":                []map[string]any{{"name": "dc1-r01", "region": "dc1"}},
 		"corrald_aggregates":           []map[string]any{{"name": "general", "cpu_allocation_ratio": 4}},
+		"corrald_pxe_interface":        pxeIf,
+		"corrald_pxe_address":          pxeIP + "/24",
+		"corrald_pxe_http_port":        pxePort,
+		"corrald_pxe_ramdisk_src":      ramdisk,
+		"corrald_pxe_ramdisk_dir":      path("ramdisk"),
 		// corral-agent, registering with the bootstrap admin token.
 		"corral_endpoint":                     endpoint,
 		"corral_region":                       "dc1",
@@ -579,6 +615,26 @@ func TestLocalDeployment(t *testing.T) {
 	if f := strings.Fields(uidLine); len(f) < 2 || f[1] == "0" {
 		t.Errorf("corrald runs as %q, want the service user %s", uidLine, user)
 	}
+	// dnsmasq, corrald's child, runs as the service user too and holds the
+	// DHCP port on the provisioning interface: the capabilities reached it.
+	waitFor(t, 30*time.Second, "dnsmasq on "+pxeIf, func() (bool, string) {
+		dpid, ok := pidOf(path("data/pxe/dnsmasq.pid"))
+		if !ok {
+			return false, "no dnsmasq PID file or process"
+		}
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", dpid))
+		if !strings.Contains(string(st), "\nUid:\t"+strings.Fields(uidLine)[1]+"\t") {
+			return false, "dnsmasq runs as another user:\n" + string(st)
+		}
+		ss, _ := exec.Command("ss", "-lunp").Output()
+		for _, l := range strings.Split(string(ss), "\n") {
+			if strings.Contains(l, "%"+pxeIf+":67 ") && strings.Contains(l, fmt.Sprintf("pid=%d,", dpid)) {
+				return true, ""
+			}
+		}
+		log, _ := os.ReadFile(path("data/pxe/dnsmasq.log"))
+		return false, "dnsmasq does not listen on port 67 of " + pxeIf + ":\n" + string(ss) + "\n" + tail(string(log), 1000)
+	})
 	agentPID, ok := pidOf(path("run/corral-agent.pid"))
 	if !ok {
 		t.Fatal("corral-agent's PID file names no live process")
