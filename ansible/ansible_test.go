@@ -613,7 +613,7 @@ func TestLocalDeployment(t *testing.T) {
 		}
 	}
 	if f := strings.Fields(uidLine); len(f) < 2 || f[1] == "0" {
-		t.Errorf("corrald runs as %q, want the service user %s", uidLine, user)
+		t.Fatalf("corrald runs as %q, want the service user %s", uidLine, user)
 	}
 	// dnsmasq, corrald's child, runs as the service user too and holds the
 	// DHCP port on the provisioning interface: the capabilities reached it.
