@@ -358,17 +358,23 @@ func TestInventory(t *testing.T) {
 }
 
 // TestAnsibleLint: ansible-lint (its production profile, .ansible-lint)
-// passes on the roles and playbooks, and the syntax check of site.yml with
-// the example inventory passes.
+// passes on the roles and playbooks, the syntax check of site.yml with the
+// example inventory passes, and ansible-doc reads the inventory plugin's
+// documentation.
 func TestAnsibleLint(t *testing.T) {
 	t.Parallel()
-	needAnsible(t, "ansible-lint", "ansible-playbook")
+	needAnsible(t, "ansible-lint", "ansible-playbook", "ansible-doc")
 	if out, err := ansibleCmd(t, nil, "ansible-lint", "--profile", "production").CombinedOutput(); err != nil {
 		t.Errorf("ansible-lint: %v\n%s", err, out)
 	}
 	if out, err := ansibleCmd(t, nil, "ansible-playbook", "-i", "inventory.example.ini", "site.yml",
 		"--syntax-check").CombinedOutput(); err != nil {
 		t.Errorf("ansible-playbook --syntax-check: %v\n%s", err, out)
+	}
+	// The plugin's DOCUMENTATION parses (ansible-doc reads it as Ansible does).
+	out, err := ansibleCmd(t, nil, "ansible-doc", "-t", "inventory", "-M", "plugins/inventory", "corral").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "token_file") {
+		t.Errorf("ansible-doc corral: %v\n%s", err, out)
 	}
 	// Both roles install corral-daemon: the copies must not drift apart.
 	a, _ := os.ReadFile("roles/corrald/files/corral-daemon")
