@@ -29,6 +29,7 @@ func TestNoStaleText(t *testing.T) {
 		{"architecture.md", "later: bare-metal", "bare metal exists (baremetal.md)"},
 		{"api.md", "If-None-Match` / `304 Not Modified` is not supported", "GET answers 304 to If-None-Match"},
 		{"api.md", "Its ports are unplugged and keep their addresses.", "ports a create made go with the server"},
+		{"../ansible/README.md", "not built yet", "the dynamic inventory plugin exists (plugins/inventory/corral.py)"},
 	} {
 		if strings.Contains(readDoc(t, tc.file), tc.stale) {
 			t.Errorf("%s still says %q: %s", tc.file, tc.stale, tc.because)
