@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -32,15 +33,19 @@ func ok(name string, args ...string) bool { return exec.Command(name, args...).R
 // the router is an access port of VLAN 300 on that switch (the kernel has
 // no 802.1Q devices). The switch learns the guest's MAC on VLAN 300, so
 // the frames crossed the trunk tagged. A guest on a tenant VLAN network
-// with an address of the same subnet does not reach the router. When the
-// last provider port goes, the patch pair goes too.
+// with an address of the same subnet does not reach the router. A flat
+// network on the same physical network reaches a second router on the
+// switch's untagged VLAN. When the last provider port goes, the patch pair
+// goes too.
 func TestProviderVLAN(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	uplink, trunk, tor := r.prefix+"ex", r.prefix+"upl", r.prefix+"tor"
 	rtr := &endpoint{ns: r.prefix + "rtr", inner: r.prefix + "rti", outer: r.prefix + "rto", ip: "10.95.0.1"}
+	flatRtr := &endpoint{ns: r.prefix + "frt", inner: r.prefix + "fri", outer: r.prefix + "fro", ip: "10.94.0.1"}
 	t.Cleanup(func() {
 		exec.Command("ip", "netns", "del", rtr.ns).Run()
+		exec.Command("ip", "netns", "del", flatRtr.ns).Run()
 		exec.Command("ovs-vsctl", "--if-exists", "del-br", tor).Run()
 		exec.Command("ovs-vsctl", "--if-exists", "del-br", uplink).Run()
 		exec.Command("ip", "link", "del", trunk).Run()
@@ -54,6 +59,14 @@ func TestProviderVLAN(t *testing.T) {
 	r.sh("ovs-vsctl add-port %s %s tag=300 && ip link set %s up", tor, rtr.outer, rtr.outer)
 	r.sh("ip netns exec %s sh -c 'ip link set lo up; ip link set %s up; ip addr add 10.95.0.1/24 dev %s; ethtool -K %s tx off'",
 		rtr.ns, rtr.inner, rtr.inner, rtr.inner)
+	// The untagged side of the physical network: an access port of VLAN 0.
+	r.sh("ip netns add %s && ip link add %s type veth peer name %s && ip link set %s netns %s", flatRtr.ns, flatRtr.outer, flatRtr.inner,
+		flatRtr.inner, flatRtr.ns)
+	r.sh("ovs-vsctl add-port %s %s tag=0 && ip link set %s up", tor, flatRtr.outer, flatRtr.outer)
+	r.sh("ip netns exec %s sh -c 'ip link set lo up; ip link set %s up; ip addr add 10.94.0.1/24 dev %s; ethtool -K %s tx off'",
+		flatRtr.ns, flatRtr.inner, flatRtr.inner, flatRtr.inner)
+	must(t, create(ctx, r.api, "/v1/networks", types.NetworkCreate{Name: "lan", SegmentType: "flat", Physnet: "datacentre"}, nil))
+	must(t, create(ctx, r.api, "/v1/subnets", types.SubnetCreate{Name: "lan-v4", Network: "lan", CIDR: "10.94.0.0/24"}, nil))
 
 	must(t, create(ctx, r.api, "/v1/networks", types.NetworkCreate{Name: "ext", SegmentType: "vlan", SegmentID: 300, Physnet: "datacentre"}, nil))
 	must(t, create(ctx, r.api, "/v1/subnets", types.SubnetCreate{Name: "ext-v4", Network: "ext", CIDR: "10.95.0.0/24"}, nil))
@@ -61,6 +74,7 @@ func TestProviderVLAN(t *testing.T) {
 	r.network("blue", 301, "10.95.0.0/24", types.IPRange{Start: "10.95.0.100", End: "10.95.0.200"})
 	g := r.endpoint("g", "ext")
 	h := r.endpoint("h", "blue")
+	f := r.endpoint("f", "lan")
 	r.runReconcilerWith(map[string]agent.Uplink{"datacentre": {Bridge: uplink, Interface: trunk}})
 
 	took := eventually(t, 30*time.Second, "guest on the provider network pings the router", func() bool { return r.ping(g, rtr.ip, 1) })
@@ -81,17 +95,30 @@ func TestProviderVLAN(t *testing.T) {
 	if r.ping(h, rtr.ip, 2) {
 		t.Error("a guest on tenant VLAN 301 reaches the provider network's router")
 	}
+	eventually(t, 20*time.Second, "guest on the flat network pings the untagged router", func() bool { return r.ping(f, flatRtr.ip, 1) })
+	if fdb := r.sh("ovs-appctl fdb/show %s", tor); !fdbHas(fdb, 0, f.port.MACAddress) || fdbHas(fdb, 300, f.port.MACAddress) {
+		t.Errorf("the switch did not learn the flat guest's MAC %s untagged (VLAN 0) only:\n%s", f.port.MACAddress, fdb)
+	}
+	if r.ping(f, rtr.ip, 2) || r.ping(g, flatRtr.ip, 2) {
+		t.Error("the flat network and VLAN 300 reach each other's routers")
+	}
 	ports := r.sh("ovs-vsctl list-ports %s", uplink)
 	if !strings.Contains(ports, trunk) || !strings.Contains(ports, "cpo") {
 		t.Errorf("uplink %s ports: %s, want the trunk and a patch", uplink, ports)
 	}
-	tag := strings.TrimSpace(r.sh("ovs-vsctl get port $(ovs-vsctl list-ports %s | grep ^cpo) tag", uplink))
-	if tag != "300" {
-		t.Errorf("uplink patch port tag %s, want 300", tag)
+	var tags []string
+	for _, p := range strings.Fields(ports) {
+		if strings.HasPrefix(p, "cpo") {
+			tags = append(tags, strings.TrimSpace(r.sh("ovs-vsctl get port %s tag", p)))
+		}
+	}
+	if sort.Strings(tags); strings.Join(tags, ",") != "0,300" {
+		t.Errorf("uplink patch port tags %v, want 0 (flat) and 300", tags)
 	}
 
-	// The last provider port goes: the patch pair goes, the trunk stays.
+	// The last provider ports go: the patch pairs go, the trunk stays.
 	must(t, r.api.Delete(ctx, "/v1/ports/"+g.port.ID))
+	must(t, r.api.Delete(ctx, "/v1/ports/"+f.port.ID))
 	eventually(t, 20*time.Second, "patch ports removed", func() bool {
 		return !strings.Contains(r.sh("ovs-vsctl list-ports %s; ovs-vsctl list-ports %s", uplink, r.bridge), "cp")
 	})
