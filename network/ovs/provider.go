@@ -63,7 +63,17 @@ func (d *Driver) EnsureUplink(bridge, iface string) error {
 // can be found and removed.
 func (d *Driver) EnsurePatch(p PatchSpec) error {
 	mark := []string{"external_ids:corral-patch=true", "external_ids:corral-physnet=" + p.Physnet}
-	args := []string{"--may-exist", "add-port", d.bridge, p.Name, "--", "set", "Interface", p.Name, "type=patch", "options:peer=" + p.Peer}
+	var args []string
+	// A peer left on another bridge (the physnet was mapped to another
+	// uplink since) would make add-port fail: move it in the same
+	// transaction. A peer already in place is not touched, so that a
+	// restarted agent never interrupts the patch.
+	if out, err := d.vsctl("port-to-br", p.Peer); err == nil {
+		if br := strings.TrimSpace(string(out)); br != "" && br != p.Uplink {
+			args = append(args, "--if-exists", "del-port", br, p.Peer, "--")
+		}
+	}
+	args = append(args, "--may-exist", "add-port", d.bridge, p.Name, "--", "set", "Interface", p.Name, "type=patch", "options:peer="+p.Peer)
 	args = append(args, mark...)
 	args = append(args, "--", "set", "Port", p.Name, fmt.Sprintf("tag=%d", p.LocalVLAN),
 		"--", "--may-exist", "add-port", p.Uplink, p.Peer, "--", "set", "Interface", p.Peer, "type=patch", "options:peer="+p.Name)
