@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,13 +15,25 @@ import (
 	"github.com/corral-cloud/corral/network/agent"
 )
 
-// runReconcilerWith runs the reconcile loop with physical networks.
-func (r *rig) runReconcilerWith(physnets map[string]agent.Uplink) {
+// runReconcilerWith runs the reconcile loop with physical networks until
+// the test ends or stop is called; results receives every reconcile's
+// result (dropped when nobody reads).
+func (r *rig) runReconcilerWith(physnets map[string]agent.Uplink) (stop func(), results chan agent.Result) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	rec := &agent.Reconciler{Source: r.agent, Switch: r.driver, HostID: r.hostID, Wait: 5 * time.Second, Physnets: physnets}
+	results = make(chan agent.Result, 1)
+	rec := &agent.Reconciler{Source: r.agent, Switch: r.driver, HostID: r.hostID, Wait: 5 * time.Second, Physnets: physnets,
+		OnReconcile: func(res agent.Result) {
+			select {
+			case results <- res:
+			default:
+			}
+		}}
 	go func() { rec.Run(ctx); close(done) }()
-	r.t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	r.t.Cleanup(stop)
+	return stop, results
 }
 
 // ok runs a command and reports whether it succeeded.
@@ -75,7 +88,8 @@ func TestProviderVLAN(t *testing.T) {
 	g := r.endpoint("g", "ext")
 	h := r.endpoint("h", "blue")
 	f := r.endpoint("f", "lan")
-	r.runReconcilerWith(map[string]agent.Uplink{"datacentre": {Bridge: uplink, Interface: trunk}})
+	physnets := map[string]agent.Uplink{"datacentre": {Bridge: uplink, Interface: trunk}}
+	stop, _ := r.runReconcilerWith(physnets)
 
 	took := eventually(t, 30*time.Second, "guest on the provider network pings the router", func() bool { return r.ping(g, rtr.ip, 1) })
 	t.Logf("guest reached the router %s after the reconciler started", took)
@@ -114,6 +128,27 @@ func TestProviderVLAN(t *testing.T) {
 	}
 	if sort.Strings(tags); strings.Join(tags, ",") != "0,300" {
 		t.Errorf("uplink patch port tags %v, want 0 (flat) and 300", tags)
+	}
+
+	// A restarted agent changes no flow and drops no packet to the router.
+	pinger := exec.Command("ip", "netns", "exec", g.ns, "ping", "-i", "0.05", "-c", "60", "-W", "1", rtr.ip)
+	var pingOut strings.Builder
+	pinger.Stdout = &pingOut
+	must(t, pinger.Start())
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	_, results := r.runReconcilerWith(physnets)
+	select {
+	case res := <-results:
+		if res.Err != nil || res.Added+res.Deleted+res.Retagged+res.Tunnels != 0 {
+			t.Errorf("first reconcile after a restart: %+v, want no flow, tag or tunnel change", res)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no reconcile after the restart")
+	}
+	pinger.Wait()
+	if m := pingSummary.FindStringSubmatch(pingOut.String()); m == nil || m[1] != "60" || m[2] != "60" {
+		t.Errorf("pings to the router across an agent restart: %q, want 60 of 60", pingSummary.FindString(pingOut.String()))
 	}
 
 	// The last provider ports go: the patch pairs go, the trunk stays.
