@@ -13,9 +13,16 @@
 //   - every network gets a local VLAN on the bridge: a VLAN network its own
 //     VLAN ID, a VXLAN network one allocated by the host and kept in the
 //     bridge's external_ids, so that it survives agent restarts;
-//   - VXLAN networks get one tunnel port per remote host and VNI;
-//   - OpenFlow rules (package flows) enforce anti-spoofing and security
-//     groups with connection tracking, and hand everything else to NORMAL.
+//   - VXLAN networks get one tunnel port per remote host and VNI, only to
+//     hosts that have ports on the network;
+//   - flat networks get a local VLAN allocated like VXLAN networks, kept
+//     in external_ids by physical network;
+//   - provider networks (vlan or flat on a physical network) get one pair
+//     of patch ports to the physical network's uplink bridge, whose access
+//     tags translate the local VLAN to the provider VLAN (PatchSpec);
+//   - OpenFlow rules (package flows) enforce anti-spoofing (own addresses
+//     and allowed address pairs) and security groups with connection
+//     tracking, and hand everything else to NORMAL.
 //
 // Sub-packages: flows computes the desired flows (pure), ovs is the Open
 // vSwitch driver, agent is the reconcile loop.

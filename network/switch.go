@@ -27,3 +27,22 @@ type TunnelSpec struct {
 	VNI      int64
 	VLAN     int // the local VLAN of the VNI's network
 }
+
+// IsCorralPatch reports whether the interface is a provider patch port the
+// agent made.
+func (i Interface) IsCorralPatch() bool { return i.ExternalIDs["corral-patch"] == "true" }
+
+// PatchSpec is a pair of patch ports joining the integration bridge to a
+// physical network's uplink bridge for one provider network: Name on the
+// integration bridge, an access port of the network's local VLAN; Peer on
+// the uplink, an access port of the network's VLAN ID (ProviderVLAN), or
+// of VLAN 0 (untagged) for a flat network. Each end's access tag does the
+// VLAN translation: NORMAL strips the local tag into the patch and the
+// uplink adds the provider's.
+type PatchSpec struct {
+	Name, Peer   string
+	Uplink       string // the uplink bridge
+	Physnet      string
+	LocalVLAN    int
+	ProviderVLAN int // 0 for flat
+}

@@ -41,3 +41,28 @@ func TestLocalVLANs(t *testing.T) {
 		})
 	}
 }
+
+func TestLocalSegmentsFlat(t *testing.T) {
+	ports := []types.BoundPort{
+		{ID: "p1", NetworkID: "lan", SegmentType: "flat", Physnet: "datacentre"},
+		{ID: "p2", NetworkID: "x", SegmentType: "vxlan", SegmentID: 7},
+		{ID: "p3", NetworkID: "st", SegmentType: "flat", Physnet: "storage"},
+		{ID: "p4", NetworkID: "ext", SegmentType: "vlan", SegmentID: 300, Physnet: "datacentre"},
+	}
+	nets, vnis, flats, err := LocalSegments(ports, nil, map[string]int{"storage": 4000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int{"lan": 4093, "x": 4094, "st": 4000, "ext": 300}, nets); diff != "" {
+		t.Errorf("networks (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[int64]int{7: 4094}, vnis); diff != "" {
+		t.Errorf("VNIs (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]int{"datacentre": 4093, "storage": 4000}, flats); diff != "" {
+		t.Errorf("flat (-want +got):\n%s", diff)
+	}
+	if _, _, _, err := LocalSegments([]types.BoundPort{{ID: "p", NetworkID: "n", SegmentType: "flat"}}, nil, nil); err == nil {
+		t.Error("a flat port without a physnet was accepted")
+	}
+}

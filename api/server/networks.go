@@ -42,11 +42,11 @@ func (s *Server) networkRoutes(g *echo.Group) {
 	// Networks.
 	g.POST("/networks", createHandler(s, adminOnly, s.prepareNetwork, func(ctx context.Context, in types.NetworkCreate) (types.Network, error) {
 		n, err := st.CreateNetwork(ctx, types.Network{Name: in.Name, ProjectID: in.Project, SegmentType: in.SegmentType,
-			SegmentID: in.SegmentID, Description: in.Description})
+			SegmentID: in.SegmentID, Physnet: in.Physnet, Description: in.Description})
 		return n, s.netChanged(ctx, netError(err))
 	}))
 	g.GET("/networks", listHandler(catalogRead, func(c echo.Context) map[string]func(string) (string, error) {
-		return map[string]func(string) (string, error){"project": s.projectID(c), "segment_type": nil, "name": nil}
+		return map[string]func(string) (string, error){"project": s.projectID(c), "segment_type": nil, "name": nil, "physnet": nil}
 	}, st.ListNetworks))
 	g.GET("/networks/:id", showHandler(catalogRead, st.GetNetwork))
 	g.PATCH("/networks/:id", patchHandler(s, func(in *types.NetworkUpdate) error {
@@ -209,15 +209,17 @@ func netError(err error) error {
 
 func (s *Server) prepareNetwork(c echo.Context, in *types.NetworkCreate) error {
 	if err := first(checkName("name", in.Name, maxNameLen), checkDescription(in.Description),
-		checkOneOf("segment_type", in.SegmentType, types.SegmentVLAN, types.SegmentVXLAN)); err != nil {
+		checkOneOf("segment_type", in.SegmentType, types.SegmentVLAN, types.SegmentVXLAN, types.SegmentFlat), checkProvider(in)); err != nil {
 		return err
 	}
 	max := int64(maxVLAN)
 	if in.SegmentType == types.SegmentVXLAN {
 		max = maxVNI
 	}
-	if err := checkRange("segment_id", in.SegmentID, 1, max); err != nil {
-		return err
+	if in.SegmentType != types.SegmentFlat {
+		if err := checkRange("segment_id", in.SegmentID, 1, max); err != nil {
+			return err
+		}
 	}
 	if in.Project != "" {
 		p, err := s.store.GetProject(c.Request().Context(), in.Project)
@@ -519,6 +521,9 @@ func (s *Server) createPort(c echo.Context) error {
 	if spec.IPs, err = s.resolveFixedIPs(c, network.ID, in.FixedIPs); err != nil {
 		return err
 	}
+	if spec.Port.AllowedAddressPairs, err = checkAddressPairs(c, in.AllowedAddressPairs); err != nil {
+		return err
+	}
 	if in.SecurityGroups == nil {
 		g, err := s.store.EnsureDefaultSecurityGroup(ctx, project)
 		if err != nil {
@@ -685,6 +690,13 @@ func (s *Server) updatePort(c echo.Context) error {
 			return err
 		}
 		ch.SecurityGroups = &ids
+	}
+	if in.AllowedAddressPairs != nil {
+		pairs, err := checkAddressPairs(c, *in.AllowedAddressPairs)
+		if err != nil {
+			return err
+		}
+		ch.AllowedAddressPairs = &pairs
 	}
 	out, err := s.store.UpdatePort(c.Request().Context(), p.ID, rev, ch)
 	if err := s.netChanged(c.Request().Context(), err); err != nil {

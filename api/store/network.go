@@ -61,9 +61,10 @@ const (
 var (
 	networkTable = table{
 		name: "networks", kind: "network", byName: true, owner: sharedOrProject,
-		cols: []string{"id", "revision", "created_at", "updated_at", "name", "project_id", "segment_type", "segment_id", "description"},
+		cols: []string{"id", "revision", "created_at", "updated_at", "name", "project_id", "segment_type", "segment_id", "description",
+			"physnet"},
 		filters: map[string]string{
-			"project": "project_id = ?", "segment_type": "segment_type = ?", "name": "name = ?",
+			"project": "project_id = ?", "segment_type": "segment_type = ?", "name": "name = ?", "physnet": "physnet = ?",
 		},
 		usedBy: []usage{{kind: "port", table: "ports", where: "network_id = ?"}},
 	}
@@ -78,7 +79,7 @@ var (
 	portTable = table{
 		name: "ports", kind: "port", byName: false, owner: ownedByProject,
 		cols: []string{"id", "revision", "created_at", "updated_at", "name", "network_id", "project_id", "mac_address",
-			"device_id", "host_id", "description", "auto_delete"},
+			"device_id", "host_id", "description", "auto_delete", "allowed_address_pairs"},
 		filters: map[string]string{
 			"network": "network_id = ?", "project": "project_id = ?", "device_id": "device_id = ?", "host": "host_id = ?",
 			"mac_address": "mac_address = ?",
@@ -136,23 +137,49 @@ type NetworkRow struct {
 	SegmentType string `db:"segment_type"`
 	SegmentID   int64  `db:"segment_id"`
 	Description string `db:"description"`
+	// Physnet is the provider network's physical network, or "".
+	Physnet string `db:"physnet"`
 }
 
 // API converts the row to its wire form.
 func (r NetworkRow) API() types.Network {
 	return types.Network{Meta: r.toAPI(), Name: r.Name, ProjectID: r.ProjectID, SegmentType: r.SegmentType,
-		SegmentID: r.SegmentID, Description: r.Description}
+		SegmentID: apiSegmentID(r.SegmentType, r.SegmentID), Physnet: r.Physnet, Description: r.Description}
+}
+
+// apiSegmentID hides the internal discriminator of flat networks (see
+// migration 0012): a flat network has no segment ID.
+func apiSegmentID(segmentType string, id int64) int64 {
+	if segmentType == types.SegmentFlat {
+		return 0
+	}
+	return id
 }
 
 // CreateNetwork stores a network; the caller has validated it and resolved
 // its project. A segment another network has fails with ErrSegmentInUse.
 func (s *Store) CreateNetwork(ctx context.Context, in types.Network) (types.Network, error) {
 	row := NetworkRow{rowMeta: newMeta(prefixNetwork), Name: in.Name, ProjectID: in.ProjectID, SegmentType: in.SegmentType,
-		SegmentID: in.SegmentID, Description: in.Description}
+		SegmentID: in.SegmentID, Physnet: in.Physnet, Description: in.Description}
 	err := s.inTx(ctx, "create network", func(tx *Tx) error {
 		var other string
-		err := tx.GetContext(ctx, &other, s.rb("SELECT id FROM networks WHERE segment_type = ? AND segment_id = ?"),
-			in.SegmentType, in.SegmentID)
+		var err error
+		if in.SegmentType == types.SegmentFlat {
+			// One flat network per physical network; the stored segment_id
+			// is only a discriminator for UNIQUE (segment_type, segment_id).
+			err = tx.GetContext(ctx, &other, s.rb("SELECT id FROM networks WHERE segment_type = ? AND physnet = ?"),
+				in.SegmentType, in.Physnet)
+			if err == nil {
+				return fmt.Errorf("flat on physical network %s is network %s's: %w", in.Physnet, other, ErrSegmentInUse)
+			}
+			if err := tx.GetContext(ctx, &row.SegmentID, s.rb("SELECT COALESCE(MAX(segment_id), 0) + 1 FROM networks WHERE segment_type = ?"),
+				in.SegmentType); err != nil {
+				return fmt.Errorf("create network: %w", err)
+			}
+		} else {
+			err = tx.GetContext(ctx, &other, s.rb("SELECT id FROM networks WHERE segment_type = ? AND segment_id = ?"),
+				in.SegmentType, in.SegmentID)
+		}
 		if err == nil {
 			return fmt.Errorf("%s %d is network %s's: %w", in.SegmentType, in.SegmentID, other, ErrSegmentInUse)
 		}
@@ -304,6 +331,15 @@ type PortRow struct {
 	// AutoDelete (0 or 1): the port goes with its server (see
 	// types.Port.AutoDelete).
 	AutoDelete int64 `db:"auto_delete"`
+	// AllowedAddressPairs is the JSON list of types.AddressPair.
+	AllowedAddressPairs string `db:"allowed_address_pairs"`
+}
+
+func pairsJSON(p []types.AddressPair) string {
+	if len(p) == 0 {
+		return "[]"
+	}
+	return toJSON(p)
 }
 
 func (r PortRow) api(ips []types.FixedIP, groups []string) types.Port {
@@ -315,7 +351,15 @@ func (r PortRow) api(ips []types.FixedIP, groups []string) types.Port {
 	}
 	return types.Port{Meta: r.toAPI(), Name: r.Name, NetworkID: r.NetworkID, ProjectID: r.ProjectID, MACAddress: r.MACAddress,
 		FixedIPs: ips, DeviceID: r.DeviceID, HostID: r.HostID, SecurityGroups: groups, Description: r.Description,
-		AutoDelete: r.AutoDelete != 0}
+		AutoDelete: r.AutoDelete != 0, AllowedAddressPairs: r.pairs()}
+}
+
+func (r PortRow) pairs() []types.AddressPair {
+	out := fromJSON[[]types.AddressPair](r.AllowedAddressPairs)
+	if out == nil {
+		out = []types.AddressPair{}
+	}
+	return out
 }
 
 // PortSpec is a port to create: the port with its references resolved to
@@ -356,7 +400,7 @@ func (s *Store) CreatePort(ctx context.Context, in PortSpec) (types.Port, error)
 func (s *Store) createPort(ctx context.Context, in PortSpec) (types.Port, error) {
 	row := PortRow{rowMeta: newMeta(prefixPort), Name: in.Port.Name, NetworkID: in.Port.NetworkID, ProjectID: in.Port.ProjectID,
 		MACAddress: in.Port.MACAddress, DeviceID: in.Port.DeviceID, HostID: in.Port.HostID, Description: in.Port.Description,
-		AutoDelete: boolInt(in.Port.AutoDelete && in.Port.DeviceID != "")}
+		AutoDelete: boolInt(in.Port.AutoDelete && in.Port.DeviceID != ""), AllowedAddressPairs: pairsJSON(in.Port.AllowedAddressPairs)}
 	if row.MACAddress == "" {
 		row.MACAddress = RandomMAC()
 	}
@@ -575,6 +619,7 @@ func (s *Store) ListPorts(ctx context.Context, opts ListOptions) (types.List[typ
 type PortChange struct {
 	Name, DeviceID, HostID, Description *string
 	SecurityGroups                      *[]string
+	AllowedAddressPairs                 *[]types.AddressPair
 }
 
 // UpdatePort changes a port: its name, binding (server and host) or
@@ -600,6 +645,9 @@ func (s *Store) UpdatePort(ctx context.Context, id string, ifMatch int64, in Por
 		}
 		set(&row.HostID, in.HostID)
 		set(&row.Description, in.Description)
+		if in.AllowedAddressPairs != nil {
+			row.AllowedAddressPairs = pairsJSON(*in.AllowedAddressPairs)
+		}
 		row.Revision++
 		row.UpdatedAt = micros(time.Now())
 		q, args, err := sqlx.Named(portTable.updateSQL(), &row)
@@ -984,8 +1032,9 @@ func (s *Store) HostNetwork(ctx context.Context, hostID string) (types.HostNetwo
 		PortRow
 		SegmentType string `db:"segment_type"`
 		SegmentID   int64  `db:"segment_id"`
+		Physnet     string `db:"physnet"`
 	}
-	if err := sqlx.SelectContext(ctx, s.rd(ctx), &ports, s.rb(`SELECT p.*, n.segment_type, n.segment_id FROM ports p
+	if err := sqlx.SelectContext(ctx, s.rd(ctx), &ports, s.rb(`SELECT p.*, n.segment_type, n.segment_id, n.physnet FROM ports p
 		JOIN networks n ON n.id = p.network_id WHERE p.host_id = ? ORDER BY p.id`), hostID); err != nil {
 		return out, fmt.Errorf("read ports of host %s: %w", hostID, err)
 	}
@@ -1034,8 +1083,22 @@ func (s *Store) HostNetwork(ctx context.Context, hostID string) (types.HostNetwo
 	}
 	vxlanNets := map[string]int64{}
 	for _, p := range ports {
-		bp := types.BoundPort{ID: p.ID, NetworkID: p.NetworkID, SegmentType: p.SegmentType, SegmentID: p.SegmentID,
+		bp := types.BoundPort{ID: p.ID, NetworkID: p.NetworkID, SegmentType: p.SegmentType,
+			SegmentID: apiSegmentID(p.SegmentType, p.SegmentID), Physnet: p.Physnet,
 			MACAddress: p.MACAddress, IPs: []string{}, Rules: []types.ResolvedRule{}}
+		for _, pair := range p.pairs() {
+			if pair.MACAddress == "" {
+				pair.MACAddress = p.MACAddress
+			}
+			if pfx, err := netip.ParsePrefix(pair.IPAddress); err == nil {
+				pair.IPAddress = pfx.Masked().String()
+			} else if a, err := netip.ParseAddr(pair.IPAddress); err == nil {
+				pair.IPAddress = netip.PrefixFrom(a, a.BitLen()).String()
+			} else {
+				continue // the API validated it; never widen anti-spoofing on a bad value
+			}
+			bp.AllowedAddressPairs = append(bp.AllowedAddressPairs, pair)
+		}
 		for _, ip := range ips[p.ID] {
 			sn := subnets[ip.SubnetID]
 			bits := 32
@@ -1090,6 +1153,30 @@ func (s *Store) groupMemberIPs(ctx context.Context, rules map[string][]types.Sec
 	}
 	for _, r := range rows {
 		out[r.GroupID] = append(out[r.GroupID], r.IP+"/32")
+	}
+	// A member's allowed address pairs are its addresses too: a VIP that
+	// moves between members is a member's source.
+	q, args, err = sqlx.In(`SELECT psg.group_id, p.allowed_address_pairs FROM port_security_groups psg
+		JOIN ports p ON p.id = psg.port_id WHERE psg.group_id IN (?) AND p.allowed_address_pairs <> '[]' ORDER BY psg.group_id, p.id`,
+		sortedCopy(remote))
+	if err != nil {
+		return nil, err
+	}
+	var pairRows []struct {
+		GroupID string `db:"group_id"`
+		Pairs   string `db:"allowed_address_pairs"`
+	}
+	if err := sqlx.SelectContext(ctx, s.rd(ctx), &pairRows, s.rb(q), args...); err != nil {
+		return nil, fmt.Errorf("read remote group members' address pairs: %w", err)
+	}
+	for _, r := range pairRows {
+		for _, pair := range fromJSON[[]types.AddressPair](r.Pairs) {
+			if pfx, err := netip.ParsePrefix(pair.IPAddress); err == nil {
+				out[r.GroupID] = append(out[r.GroupID], pfx.Masked().String())
+			} else if a, err := netip.ParseAddr(pair.IPAddress); err == nil {
+				out[r.GroupID] = append(out[r.GroupID], a.String()+"/32")
+			}
+		}
 	}
 	for g := range out {
 		out[g] = sortedCopy(out[g])

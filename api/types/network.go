@@ -18,6 +18,9 @@ const (
 const (
 	SegmentVLAN  = "vlan"  // an 802.1Q VLAN: isolated on the hosts' integration bridges
 	SegmentVXLAN = "vxlan" // an overlay: VXLAN tunnels between hosts, keyed by the VNI
+	// SegmentFlat is an untagged provider network: the frames of a physical
+	// network (Physnet) without a VLAN tag. Only with a physnet.
+	SegmentFlat = "flat"
 )
 
 // Security group rule directions and protocols.
@@ -41,11 +44,19 @@ type Network struct {
 	// ProjectID owns the network; empty for a network shared by all
 	// projects.
 	ProjectID string `json:"project_id,omitempty"`
-	// SegmentType is "vlan" or "vxlan".
+	// SegmentType is "vlan", "vxlan" or "flat".
 	SegmentType string `json:"segment_type"`
-	// SegmentID is the VLAN ID (1–4094) or the VNI (1–16777215). Unique
-	// per segment type.
-	SegmentID   int64  `json:"segment_id"`
+	// SegmentID is the VLAN ID (1–4094) or the VNI (1–16777215), 0 for a
+	// flat network. Unique per segment type: a VLAN ID names one network
+	// whether or not it leaves the hosts on a physical network.
+	SegmentID int64 `json:"segment_id"`
+	// Physnet makes the network a provider network: its frames leave every
+	// host on the uplink the host's agent maps to this physical network
+	// name (corral-agent --physnet NAME=BRIDGE), tagged with the VLAN ID
+	// ("vlan") or untagged ("flat"). Empty for a network that stays inside
+	// the hosts' integration bridges (and VXLAN tunnels). Set at create,
+	// by admins, never changed.
+	Physnet     string `json:"provider_physnet,omitempty"`
 	Description string `json:"description,omitempty"`
 }
 
@@ -55,6 +66,9 @@ type NetworkCreate struct {
 	Project     string `json:"project,omitempty"`
 	SegmentType string `json:"segment_type"`
 	SegmentID   int64  `json:"segment_id"`
+	// Physnet binds a "vlan" or "flat" network to a physical network
+	// (required for "flat", refused for "vxlan").
+	Physnet     string `json:"provider_physnet,omitempty"`
 	Description string `json:"description,omitempty"`
 }
 
@@ -139,7 +153,11 @@ type Port struct {
 	// SecurityGroups are the IDs of the port's groups. A port with none
 	// drops everything but its own ARP (anti-spoofing still applies).
 	SecurityGroups []string `json:"security_groups"`
-	Description    string   `json:"description,omitempty"`
+	// AllowedAddressPairs are other addresses (and MACs) the port may
+	// send from, such as a VIP that moves between two load balancers.
+	// Anti-spoofing drops every other source.
+	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs"`
+	Description         string        `json:"description,omitempty"`
 	// AutoDelete is set on a port that a server create made for the
 	// server (ServerCreate.Networks): the port and its addresses are
 	// deleted when that server's delete completes. Ports created with
@@ -161,7 +179,17 @@ type PortCreate struct {
 	Server         string           `json:"device_id,omitempty"`
 	Host           string           `json:"host_id,omitempty"`
 	SecurityGroups *[]string        `json:"security_groups,omitempty"`
-	Description    string           `json:"description,omitempty"`
+	// AllowedAddressPairs: see Port (at most 10).
+	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs,omitempty"`
+	Description         string        `json:"description,omitempty"`
+}
+
+// AddressPair is an address a port may send from besides its fixed IPs:
+// an IPv4 address or CIDR, and optionally the MAC it sends with (the
+// port's own MAC when empty).
+type AddressPair struct {
+	IPAddress  string `json:"ip_address"`
+	MACAddress string `json:"mac_address,omitempty"`
 }
 
 // PortUpdate changes the fields that are set. Setting device_id or host_id
@@ -172,7 +200,9 @@ type PortUpdate struct {
 	Server         *string   `json:"device_id,omitempty"`
 	Host           *string   `json:"host_id,omitempty"`
 	SecurityGroups *[]string `json:"security_groups,omitempty"`
-	Description    *string   `json:"description,omitempty"`
+	// AllowedAddressPairs replaces the port's pairs; [] removes them all.
+	AllowedAddressPairs *[]AddressPair `json:"allowed_address_pairs,omitempty"`
+	Description         *string        `json:"description,omitempty"`
 }
 
 // SecurityGroupRule allows one kind of traffic. Everything not allowed is
@@ -248,9 +278,15 @@ type BoundPort struct {
 	NetworkID   string `json:"network_id"`
 	SegmentType string `json:"segment_type"`
 	SegmentID   int64  `json:"segment_id"`
-	MACAddress  string `json:"mac_address"`
+	// Physnet is the network's physical network, for a provider network.
+	Physnet    string `json:"provider_physnet,omitempty"`
+	MACAddress string `json:"mac_address"`
 	// IPs are the port's addresses with their prefix, e.g. "10.0.0.5/24".
 	IPs []string `json:"ips"`
+	// AllowedAddressPairs are the other sources the port may send from, as
+	// canonical CIDRs (an address is a /32) with the MAC they use (never
+	// empty: the port's own MAC when the pair names none).
+	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs,omitempty"`
 	// Gateway is the gateway of the first subnet, or empty.
 	Gateway string `json:"gateway,omitempty"`
 	// Rules are the rules of all the port's groups, remote groups expanded

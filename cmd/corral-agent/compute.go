@@ -34,6 +34,7 @@ type computeOptions struct {
 	workers                  int
 	network                  bool
 	tunnelIP                 string
+	physnets                 physnetFlag
 }
 
 func (c *computeOptions) register(fs *flag.FlagSet) {
@@ -60,6 +61,8 @@ func (c *computeOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.workers, "guest-workers", agent.DefaultGuestWorkers, "guests reconciled at once")
 	fs.BoolVar(&c.network, "network", true, "run the network loop: ports, VLANs, tunnels and security-group flows on --bridge")
 	fs.StringVar(&c.tunnelIP, "tunnel-ip", "", "this host's VXLAN endpoint address, for overlay networks")
+	fs.Var(&c.physnets, "physnet", "NAME=BRIDGE, NAME=BRIDGE:INTERFACE or NAME=INTERFACE: the uplink of physical network NAME, "+
+		"for provider networks (repeatable)")
 }
 
 // setup connects to libvirt and the switch and returns the guest driver

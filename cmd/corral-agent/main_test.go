@@ -96,3 +96,26 @@ func TestHelpAndVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestPhysnetFlag: --physnet is repeatable, names each physical network
+// once, and refuses malformed mappings.
+func TestPhysnetFlag(t *testing.T) {
+	base := []string{"--endpoint", "http://c", "--name", "n", "--region", "r", "--zone", "z"}
+	o, err := parseFlags(append(base, "--physnet", "datacentre=br-ex", "--physnet", "storage=br-st:eth1"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := physnetFlag{"datacentre": {Bridge: "br-ex"}, "storage": {Bridge: "br-st", Interface: "eth1"}}
+	if diff := cmp.Diff(want, o.compute.physnets); diff != "" {
+		t.Errorf("physnets (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"datacentre", "datacentre=", "data centre=br-ex"} {
+		if _, err := parseFlags(append(base, "--physnet", bad), io.Discard); err == nil {
+			t.Errorf("--physnet %q accepted", bad)
+		}
+	}
+	if _, err := parseFlags(append(base, "--physnet", "d=br-a", "--physnet", "d=br-b"), io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "given twice") {
+		t.Errorf("a physical network given twice: %v", err)
+	}
+}

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,8 +27,9 @@ import (
 // host's desired network state. It never returns an error: corrald or Open
 // vSwitch being unreachable is logged and retried, and installed flows
 // stay as they are meanwhile. bridge is the integration bridge the guests
-// plug into (--bridge), tunnelIP the host's VXLAN endpoint (--tunnel-ip).
-func runNetwork(ctx context.Context, log *slog.Logger, endpoint, stateDir, bridge, tunnelIP string) {
+// plug into (--bridge), tunnelIP the host's VXLAN endpoint (--tunnel-ip),
+// physnets the uplinks of provider networks (--physnet).
+func runNetwork(ctx context.Context, log *slog.Logger, endpoint, stateDir, bridge, tunnelIP string, physnets physnetFlag) {
 	log = log.With("loop", "network", "bridge", bridge)
 	src := &stateSource{dir: stateDir, endpoint: endpoint}
 	var hostID string
@@ -40,10 +44,42 @@ func runNetwork(ctx context.Context, log *slog.Logger, endpoint, stateDir, bridg
 		case <-time.After(time.Second):
 		}
 	}
-	r := &networkagent.Reconciler{Source: src, Switch: ovs.New(bridge), HostID: hostID, TunnelIP: tunnelIP, Logger: log}
+	r := &networkagent.Reconciler{Source: src, Switch: ovs.New(bridge), HostID: hostID, TunnelIP: tunnelIP, Logger: log,
+		Physnets: physnets}
 	if err := r.Run(ctx); err != nil {
 		log.Error("network loop stopped", "error", err)
 	}
+}
+
+// physnetFlag collects --physnet NAME=UPLINK values.
+type physnetFlag map[string]networkagent.Uplink
+
+func (f *physnetFlag) String() string {
+	var out []string
+	for n, u := range *f {
+		v := n + "=" + u.Bridge
+		if u.Interface != "" {
+			v += ":" + u.Interface
+		}
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func (f *physnetFlag) Set(v string) error {
+	name, up, err := networkagent.ParsePhysnet(v)
+	if err != nil {
+		return err
+	}
+	if *f == nil {
+		*f = physnetFlag{}
+	}
+	if _, dup := (*f)[name]; dup {
+		return fmt.Errorf("physical network %s is given twice", name)
+	}
+	(*f)[name] = up
+	return nil
 }
 
 // stateSource calls corrald with the agent token in the agent's state

@@ -16,9 +16,17 @@ var networkKind = &kind[types.Network]{
 	name: "network", plural: "networks", path: "/v1/networks", lookup: byAPI,
 	headers: []string{"ID", "NAME", "SEGMENT", "PROJECT"},
 	row: func(n types.Network) []string {
-		return []string{n.ID, n.Name, fmt.Sprintf("%s/%d", n.SegmentType, n.SegmentID), n.ProjectID}
+		seg := fmt.Sprintf("%s/%d", n.SegmentType, n.SegmentID)
+		switch {
+		case n.SegmentType == types.SegmentFlat:
+			seg = "flat@" + n.Physnet
+		case n.Physnet != "":
+			seg += "@" + n.Physnet
+		}
+		return []string{n.ID, n.Name, seg, n.ProjectID}
 	},
-	filters: []filter{{flag: "project", param: "project", usage: "only networks of this project (ID or name)"}},
+	filters: []filter{{flag: "project", param: "project", usage: "only networks of this project (ID or name)"},
+		{flag: "physnet", param: "physnet", usage: "only provider networks of this physical network"}},
 }
 
 var subnetKind = &kind[types.Subnet]{
@@ -69,17 +77,21 @@ func (a *app) networkCommands() []*cobra.Command {
 func (a *app) networkCommand() *cobra.Command {
 	k := networkKind
 	var in types.NetworkCreate
-	create := createCommand(a, k, "create NAME --segment-type vlan|vxlan --segment-id N", "Create a network", &in,
-		func(n string) { in.Name = n })
-	create.Flags().StringVar(&in.SegmentType, "segment-type", types.SegmentVLAN, "vlan or vxlan")
-	create.Flags().Int64Var(&in.SegmentID, "segment-id", 0, "VLAN ID (1-4094) or VXLAN VNI")
-	create.Flags().StringVar(&in.Project, "project", "", "owning project (ID or name); none means shared")
-	create.Flags().StringVar(&in.Description, "description", "", "description")
-	create.MarkFlagRequired("segment-id")
+	create := createCommand(a, k, "create NAME --segment-type vlan|vxlan|flat [--segment-id N] [--provider-physnet PHYSNET]",
+		"Create a network", &in, func(n string) { in.Name = n })
+	f := create.Flags()
+	f.StringVar(&in.SegmentType, "segment-type", types.SegmentVLAN, "vlan, vxlan or flat (flat: untagged on --provider-physnet)")
+	f.Int64Var(&in.SegmentID, "segment-id", 0, "VLAN ID (1-4094) or VXLAN VNI; none for flat")
+	f.StringVar(&in.Physnet, "provider-physnet", "", "physical network of a provider network (vlan or flat): leaves each host on the uplink its agent maps to it (corral-agent --physnet)")
+	// Aliases in the words of other clouds' clients.
+	f.StringVar(&in.SegmentType, "provider-type", types.SegmentVLAN, "same as --segment-type")
+	f.Int64Var(&in.SegmentID, "segment", 0, "same as --segment-id")
+	f.StringVar(&in.Project, "project", "", "owning project (ID or name); none means shared")
+	f.StringVar(&in.Description, "description", "", "description")
 	update := renameCommand(a, k, "Change a network", func(name, desc *string) any {
 		return types.NetworkUpdate{Name: name, Description: desc}
 	})
-	return group("network", "Manage networks (VLAN or VXLAN segments)",
+	return group("network", "Manage networks (VLAN, VXLAN or flat segments; provider networks on a physical network)",
 		listCommand(a, k), showCommand(a, k), create, update, deleteCommand(a, k, true))
 }
 
@@ -125,11 +137,12 @@ func (a *app) subnetCommand() *cobra.Command {
 func (a *app) portCommand() *cobra.Command {
 	k := portKind
 	var in types.PortCreate
-	var ips, groups []string
+	var ips, groups, pairs []string
 	var key string
 	create := &cobra.Command{Use: "create NAME --network NET", Short: "Create a port (MAC and fixed IPs)", Args: cobra.ExactArgs(1)}
 	create.RunE = a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 		in.Name = args[0]
+		in.AllowedAddressPairs = addressPairs(pairs)
 		in.FixedIPs = nil
 		for _, ip := range ips {
 			subnet, addr, _ := strings.Cut(ip, "=")
@@ -150,18 +163,29 @@ func (a *app) portCommand() *cobra.Command {
 	f.StringVar(&in.Server, "server", "", "bind to this server (ID)")
 	f.StringVar(&in.Host, "host", "", "bind to this host (ID or name; default: the server's host)")
 	f.StringSliceVar(&groups, "security-group", nil, "security group (repeatable; default: the project's default group)")
+	f.StringArrayVar(&pairs, "allowed-address-pair", nil, "another source the port may send from: IP or CIDR, or IP=MAC (repeatable; e.g. a VIP)")
 	f.StringVar(&in.Description, "description", "", "description")
 	create.MarkFlagRequired("network")
 	addIdempotencyFlag(create, &key)
 
 	var server, host, name string
-	var sgs []string
+	var sgs, upPairs []string
+	var noPairs bool
 	var rev int64
 	update := &cobra.Command{
 		Use: "update ID", Short: "Change, bind, move or unbind a port (its MAC and addresses stay)", Args: cobra.ExactArgs(1),
 		RunE: a.action(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			up := types.PortUpdate{Name: optional(cmd, "name", name), Server: optional(cmd, "server", server),
 				Host: optional(cmd, "host", host), SecurityGroups: optional(cmd, "security-group", sgs)}
+			switch {
+			case noPairs && cmd.Flags().Changed("allowed-address-pair"):
+				return usagef("give --allowed-address-pair or --no-allowed-address-pairs, not both")
+			case noPairs:
+				up.AllowedAddressPairs = &[]types.AddressPair{}
+			case cmd.Flags().Changed("allowed-address-pair"):
+				p := addressPairs(upPairs)
+				up.AllowedAddressPairs = &p
+			}
 			return updateObject(ctx, a, cmd, k, args[0], up, rev)
 		}),
 	}
@@ -169,6 +193,8 @@ func (a *app) portCommand() *cobra.Command {
 	update.Flags().StringVar(&server, "server", "", "server to bind to; \"\" unbinds")
 	update.Flags().StringVar(&host, "host", "", "host to bind to; \"\" unbinds")
 	update.Flags().StringSliceVar(&sgs, "security-group", nil, "replace the security groups (repeatable)")
+	update.Flags().StringArrayVar(&upPairs, "allowed-address-pair", nil, "replace the allowed address pairs: IP, CIDR or IP=MAC (repeatable)")
+	update.Flags().BoolVar(&noPairs, "no-allowed-address-pairs", false, "remove all allowed address pairs")
 	addIfMatchFlag(update, &rev)
 	return group("port", "Manage ports", listCommand(a, k), showCommand(a, k), create, update, deleteCommand(a, k, true))
 }
@@ -228,4 +254,15 @@ func (a *app) securityGroupCommand() *cobra.Command {
 	}
 	return group("security-group", "Manage security groups and their rules",
 		listCommand(a, k), showCommand(a, k), create, update, deleteCommand(a, k, true), ruleAdd, ruleDelete)
+}
+
+// addressPairs parses --allowed-address-pair values: IP, CIDR or IP=MAC.
+// corrald validates them.
+func addressPairs(v []string) []types.AddressPair {
+	var out []types.AddressPair
+	for _, p := range v {
+		ip, mac, _ := strings.Cut(p, "=")
+		out = append(out, types.AddressPair{IPAddress: ip, MACAddress: mac})
+	}
+	return out
 }

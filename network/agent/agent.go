@@ -102,10 +102,21 @@ type Reconciler struct {
 	Logger *slog.Logger
 	// OnReconcile, when set, is called after every reconcile.
 	OnReconcile func(Result)
+	// Physnets maps physical network names to this host's uplinks
+	// (corral-agent --physnet); provider networks on other physical
+	// networks stay local to the host.
+	Physnets map[string]Uplink
 
 	mu sync.Mutex
 	// used is the signature of the interfaces the last reconcile saw.
 	used string
+	// uplinks are Physnets resolved and ensured (nil until then).
+	uplinks map[string]Uplink
+	// patchOK are the patches ensured by this process, so that an
+	// unchanged one is not set again on every reconcile.
+	patchOK map[string]network.PatchSpec
+	// warned are the physical networks without an uplink already logged.
+	warned map[string]bool
 }
 
 // Result is what one reconcile did.
@@ -116,6 +127,7 @@ type Result struct {
 	Deleted  int
 	Retagged int
 	Tunnels  int // tunnel ports created, changed or removed
+	Patches  int // provider patch pairs created, changed or removed
 	Duration time.Duration
 	Err      error
 }
@@ -245,9 +257,9 @@ func (r *Reconciler) ReconcileOnce(st types.HostNetwork) (Result, error) {
 	res.Version, res.Duration, res.Err = st.Version, time.Since(start), err
 	if err != nil {
 		r.log().Error("reconcile network", "version", st.Version, "error", err)
-	} else if res.Added+res.Deleted+res.Retagged+res.Tunnels > 0 {
+	} else if res.Added+res.Deleted+res.Retagged+res.Tunnels+res.Patches > 0 {
 		r.log().Info("reconciled network", "version", st.Version, "flows", res.Flows, "added", res.Added,
-			"deleted", res.Deleted, "retagged", res.Retagged, "tunnels", res.Tunnels, "duration", res.Duration)
+			"deleted", res.Deleted, "retagged", res.Retagged, "tunnels", res.Tunnels, "patches", res.Patches, "duration", res.Duration)
 	}
 	if r.OnReconcile != nil {
 		r.OnReconcile(res)
@@ -261,25 +273,36 @@ func (r *Reconciler) reconcile(st types.HostNetwork) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	// The local VLANs of VXLAN networks live in the bridge's external_ids;
-	// without VXLAN ports there is nothing to read.
+	if err := r.ensureUplinks(); err != nil {
+		return res, err
+	}
+	// The local VLANs of VXLAN and flat networks live in the bridge's
+	// external_ids; without such ports there is nothing to read.
 	ext := map[string]string{}
-	if slices.ContainsFunc(st.Ports, func(p types.BoundPort) bool { return p.SegmentType == types.SegmentVXLAN }) {
+	if slices.ContainsFunc(st.Ports, func(p types.BoundPort) bool {
+		return p.SegmentType == types.SegmentVXLAN || p.SegmentType == types.SegmentFlat
+	}) {
 		if ext, err = r.Switch.ExternalIDs(); err != nil {
 			return res, err
 		}
 	}
 	prev := map[int64]int{}
+	prevFlat := map[string]int{}
 	for k, v := range ext {
+		vl, err := strconv.Atoi(v)
+		if err != nil {
+			continue
+		}
 		if vni, ok := strings.CutPrefix(k, vniKey); ok {
-			n, err1 := strconv.ParseInt(vni, 10, 64)
-			vl, err2 := strconv.Atoi(v)
-			if err1 == nil && err2 == nil {
+			if n, err := strconv.ParseInt(vni, 10, 64); err == nil {
 				prev[n] = vl
 			}
 		}
+		if pn, ok := strings.CutPrefix(k, flatKey); ok {
+			prevFlat[pn] = vl
+		}
 	}
-	vlanOf, vniVLAN, err := network.LocalVLANs(st.Ports, prev)
+	vlanOf, vniVLAN, flatVLAN, err := network.LocalSegments(st.Ports, prev, prevFlat)
 	if err != nil {
 		return res, err
 	}
@@ -287,6 +310,11 @@ func (r *Reconciler) reconcile(st types.HostNetwork) (Result, error) {
 	for vni, vl := range vniVLAN {
 		if prev[vni] != vl {
 			save[fmt.Sprintf("%s%d", vniKey, vni)] = strconv.Itoa(vl)
+		}
+	}
+	for pn, vl := range flatVLAN {
+		if prevFlat[pn] != vl {
+			save[flatKey+pn] = strconv.Itoa(vl)
 		}
 	}
 	if err := r.Switch.SetExternalIDs(save); err != nil {
@@ -333,7 +361,22 @@ func (r *Reconciler) reconcile(st types.HostNetwork) (Result, error) {
 		res.Tunnels++
 		changedTunnels = true
 	}
-	if changedTunnels {
+	// Provider networks: one patch pair per network to its uplink.
+	patches, missing := r.wantPatches(st, vlanOf)
+	for _, pn := range missing {
+		if !r.warned[pn] {
+			r.log().Warn("provider network's physical network has no uplink on this host (corral-agent --physnet); its ports stay local",
+				"physnet", pn)
+			if r.warned == nil {
+				r.warned = map[string]bool{}
+			}
+			r.warned[pn] = true
+		}
+	}
+	if res.Patches, err = r.reconcilePatches(ifaces, patches); err != nil {
+		return res, err
+	}
+	if changedTunnels || res.Patches > 0 {
 		if ifaces, err = r.Switch.Interfaces(); err != nil {
 			return res, err
 		}
@@ -366,12 +409,22 @@ func (r *Reconciler) reconcile(st types.HostNetwork) (Result, error) {
 				fp.IPs = append(fp.IPs, pfx.Addr())
 			}
 		}
+		for _, pr := range p.AllowedAddressPairs {
+			if pfx, err := netip.ParsePrefix(pr.IPAddress); err == nil {
+				fp.Pairs = append(fp.Pairs, flows.Pair{CIDR: pfx, MAC: pr.MACAddress})
+			}
+		}
 		in.Ports = append(in.Ports, fp)
 	}
 	for _, i := range ifaces {
 		if i.IsCorralTunnel() && i.OFPort > 0 {
 			if spec, ok := want[i.Name]; ok {
 				in.Tunnels = append(in.Tunnels, flows.Tunnel{OFPort: i.OFPort, VLAN: spec.VLAN})
+			}
+		}
+		if i.IsCorralPatch() && i.OFPort > 0 {
+			if spec, ok := patches[i.Name]; ok {
+				in.Tunnels = append(in.Tunnels, flows.Tunnel{OFPort: i.OFPort, VLAN: spec.LocalVLAN})
 			}
 		}
 	}
@@ -387,6 +440,33 @@ func (r *Reconciler) reconcile(st types.HostNetwork) (Result, error) {
 	}
 	res.Added, res.Deleted = len(add), len(del)
 	return res, nil
+}
+
+// ensureUplinks resolves and creates the uplinks of Physnets, once: an
+// uplink that cannot be made is an error of this reconcile, retried by
+// the next.
+func (r *Reconciler) ensureUplinks() error {
+	if r.uplinks != nil || len(r.Physnets) == 0 {
+		return nil
+	}
+	u, ok := r.Switch.(Uplinker)
+	if !ok {
+		return fmt.Errorf("physical networks are configured but the switch cannot make uplinks")
+	}
+	out := map[string]Uplink{}
+	for _, name := range sortedKeys(r.Physnets) {
+		up, err := ResolveUplink(u, r.Physnets[name], ovs.IsInterface)
+		if err != nil {
+			return fmt.Errorf("physical network %s: %w", name, err)
+		}
+		if err := u.EnsureUplink(up.Bridge, up.Interface); err != nil {
+			return fmt.Errorf("physical network %s: %w", name, err)
+		}
+		r.log().Info("uplink ready", "physnet", name, "bridge", up.Bridge, "interface", up.Interface)
+		out[name] = up
+	}
+	r.uplinks = out
+	return nil
 }
 
 // TunnelName is the tunnel port's name for a remote endpoint and VNI: at

@@ -4,14 +4,16 @@
 // The pipeline:
 //
 //	table 0  classify      guest port → remember its local VLAN (reg6), go to 10
-//	                       tunnel port → remember its local VLAN, go to 30
+//	                       tunnel or provider patch port, untagged frames →
+//	                       remember its local VLAN, go to 30
 //	                       anything else → drop
-//	table 10 anti-spoof    IPv4 from the port's own MAC and IP → conntrack in the
-//	                       port's zone, then 20; ARP with its own MAC and IP → 30;
-//	                       else drop
+//	table 10 anti-spoof    IPv4 from the port's own MAC and IP, or from an allowed
+//	                       address pair's MAC and CIDR → conntrack in the
+//	                       port's zone, then 20; ARP with those MACs and
+//	                       addresses → 30; else drop
 //	table 20 egress        established/related → 30; new and allowed by an egress
 //	                       rule → commit, 30; else drop
-//	table 30 forward       IPv4 to a local guest's MAC on the same local VLAN →
+//	table 30 forward       IPv4 to a local guest's MAC (or a pair's) on the same local VLAN →
 //	                       note the port (reg7), conntrack in its zone, then 40;
 //	                       IPv4 broadcast/multicast → drop; anything else → NORMAL
 //	table 40 ingress       established/related → output reg7; new and allowed by
@@ -33,6 +35,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -94,11 +97,25 @@ type Port struct {
 	VLAN int
 	MAC  string
 	// IPs are its addresses, without prefix.
-	IPs   []netip.Addr
+	IPs []netip.Addr
+	// Pairs are the allowed address pairs: other sources the port may
+	// send from.
+	Pairs []Pair
 	Rules []types.ResolvedRule
 }
 
-// Tunnel is a VXLAN tunnel port present on the bridge.
+// Pair is an allowed address pair: a source range and the MAC it is sent
+// with.
+type Pair struct {
+	CIDR netip.Prefix
+	MAC  string
+}
+
+// Tunnel is a port that leads out of the host: a VXLAN tunnel port, or a
+// provider network's patch port to its uplink bridge. Traffic from it has
+// passed the sender's anti-spoofing on its own host, or comes from the
+// physical network; it goes straight to forwarding, and to a guest only
+// through the guest's ingress rules.
 type Tunnel struct {
 	OFPort int
 	VLAN   int
@@ -156,7 +173,9 @@ func Compute(in Input) []Flow {
 	b.add(TableForward, 50, "ip,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00", "drop")
 	b.add(TableForward, 0, "", "NORMAL")
 	for _, t := range in.Tunnels {
-		b.add(TableClassify, 100, fmt.Sprintf("in_port=%d", t.OFPort), fmt.Sprintf("load:%d->NXM_NX_REG6[0..11],resubmit(,30)", t.VLAN))
+		// Only untagged frames: a tagged one from outside would otherwise
+		// reach a guest's port by output:, past NORMAL's VLAN isolation.
+		b.add(TableClassify, 100, fmt.Sprintf("in_port=%d,vlan_tci=0x0000/0x1fff", t.OFPort), fmt.Sprintf("load:%d->NXM_NX_REG6[0..11],resubmit(,30)", t.VLAN))
 	}
 	for _, p := range in.Ports {
 		b.base = PortCookie(p.ID)
@@ -186,7 +205,29 @@ func portFlows(b *builder, p Port) {
 		b.add(TableSpoof, 100, fmt.Sprintf("ip,in_port=%d,dl_src=%s,nw_src=%s", n, mac, ip), fmt.Sprintf("ct(table=20,zone=%d)", n))
 		b.add(TableSpoof, 100, fmt.Sprintf("arp,in_port=%d,dl_src=%s,arp_spa=%s,arp_sha=%s", n, mac, ip, mac), "resubmit(,30)")
 	}
-	b.add(TableForward, 100, fmt.Sprintf("ip,reg6=%d,dl_dst=%s", p.VLAN, mac), fmt.Sprintf("load:%d->NXM_NX_REG7[],ct(table=40,zone=%d)", n, n))
+	macs := []string{mac}
+	for _, pr := range p.Pairs {
+		pm := strings.ToLower(pr.MAC)
+		if pm == "" {
+			pm = mac
+		}
+		src := pr.CIDR.Masked().String()
+		if pr.CIDR.Bits() == 32 {
+			src = pr.CIDR.Addr().String()
+		}
+		// A pair's flows sit below the port's own (priority 90): the own
+		// address never depends on a pair.
+		b.add(TableSpoof, 90, fmt.Sprintf("ip,in_port=%d,dl_src=%s,nw_src=%s", n, pm, src), fmt.Sprintf("ct(table=20,zone=%d)", n))
+		b.add(TableSpoof, 90, fmt.Sprintf("arp,in_port=%d,dl_src=%s,arp_spa=%s,arp_sha=%s", n, pm, src, pm), "resubmit(,30)")
+		if !slices.Contains(macs, pm) {
+			macs = append(macs, pm)
+		}
+	}
+	// IPv4 to any of the port's MACs goes through its ingress rules; a
+	// pair's MAC without this flow would reach the port by NORMAL alone.
+	for _, m := range macs {
+		b.add(TableForward, 100, fmt.Sprintf("ip,reg6=%d,dl_dst=%s", p.VLAN, m), fmt.Sprintf("load:%d->NXM_NX_REG7[],ct(table=40,zone=%d)", n, n))
+	}
 	for _, r := range p.Rules {
 		for _, m := range ruleMatches(r) {
 			if r.Direction == types.DirectionEgress {

@@ -80,7 +80,7 @@ func TestComputePort(t *testing.T) {
 	got := texts(Compute(Input{Ports: []Port{p}, Tunnels: []Tunnel{{OFPort: 9, VLAN: 4094}}}))
 	want := []string{
 		"table=0,priority=100,in_port=3,actions=load:100->NXM_NX_REG6[0..11],resubmit(,10)",
-		"table=0,priority=100,in_port=9,actions=load:4094->NXM_NX_REG6[0..11],resubmit(,30)",
+		"table=0,priority=100,in_port=9,vlan_tci=0x0000/0x1fff,actions=load:4094->NXM_NX_REG6[0..11],resubmit(,30)",
 		"table=0,priority=0,actions=drop",
 		"table=10,priority=100,arp,in_port=3,dl_src=02:c0:00:00:00:03,arp_spa=10.0.0.3,arp_sha=02:c0:00:00:00:03,actions=resubmit(,30)",
 		"table=10,priority=100,ip,in_port=3,dl_src=02:c0:00:00:00:03,nw_src=10.0.0.3,actions=ct(table=20,zone=3)",
@@ -101,6 +101,42 @@ func TestComputePort(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("flows (-want +got):\n%s", diff)
+	}
+}
+
+// TestComputePairs: an allowed address pair lets its CIDR out of the port
+// with its MAC (the port's own when none is given), IPv4 and ARP, below
+// the port's own flows; a pair's own MAC also leads to the port's ingress
+// rules.
+func TestComputePairs(t *testing.T) {
+	p := aPort("port-a", 3, 100).p
+	p.Pairs = []Pair{{CIDR: netip.MustParsePrefix("10.0.0.100/32"), MAC: "02:C0:00:00:00:03"},
+		{CIDR: netip.MustParsePrefix("10.0.9.0/24"), MAC: "02:aa:00:00:00:01"}}
+	var got []string
+	for _, f := range texts(Compute(Input{Ports: []Port{p}})) {
+		if strings.Contains(f, "table=10,") || strings.Contains(f, "table=30,priority=100") {
+			got = append(got, f)
+		}
+	}
+	want := []string{
+		"table=10,priority=100,arp,in_port=3,dl_src=02:c0:00:00:00:03,arp_spa=10.0.0.3,arp_sha=02:c0:00:00:00:03,actions=resubmit(,30)",
+		"table=10,priority=100,ip,in_port=3,dl_src=02:c0:00:00:00:03,nw_src=10.0.0.3,actions=ct(table=20,zone=3)",
+		"table=10,priority=90,arp,in_port=3,dl_src=02:aa:00:00:00:01,arp_spa=10.0.9.0/24,arp_sha=02:aa:00:00:00:01,actions=resubmit(,30)",
+		"table=10,priority=90,arp,in_port=3,dl_src=02:c0:00:00:00:03,arp_spa=10.0.0.100,arp_sha=02:c0:00:00:00:03,actions=resubmit(,30)",
+		"table=10,priority=90,ip,in_port=3,dl_src=02:aa:00:00:00:01,nw_src=10.0.9.0/24,actions=ct(table=20,zone=3)",
+		"table=10,priority=90,ip,in_port=3,dl_src=02:c0:00:00:00:03,nw_src=10.0.0.100,actions=ct(table=20,zone=3)",
+		"table=10,priority=0,actions=drop",
+		"table=30,priority=100,ip,reg6=100,dl_dst=02:aa:00:00:00:01,actions=load:3->NXM_NX_REG7[],ct(table=40,zone=3)",
+		"table=30,priority=100,ip,reg6=100,dl_dst=02:c0:00:00:00:03,actions=load:3->NXM_NX_REG7[],ct(table=40,zone=3)",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("flows (-want +got):\n%s", diff)
+	}
+	// Without pairs, none of the pair flows is left.
+	for _, f := range texts(Compute(Input{Ports: []Port{aPort("port-a", 3, 100).p}})) {
+		if strings.Contains(f, "10.0.0.100") || strings.Contains(f, "02:aa") {
+			t.Errorf("flow %s outlives the pairs", f)
+		}
 	}
 }
 

@@ -61,6 +61,7 @@ type PipeFunc func(stdin io.Reader, cmd string, args ...string) ([]byte, error)
 type Driver struct {
 	bridge   string
 	datapath string
+	rundir   string
 	exec     ExecFunc
 	pipe     PipeFunc
 	lib      *ovs.Client
@@ -80,9 +81,19 @@ func WithDatapath(dp string) Option {
 	return func(d *Driver) { d.datapath = dp }
 }
 
+// WithRunDir talks to the Open vSwitch whose run directory (OVS_RUNDIR:
+// db.sock, BRIDGE.mgmt, the daemons' pidfiles) is dir, instead of the
+// system's: a host's private OVS instance. Commands run with OVS_RUNDIR
+// set, which ovs-vsctl, ovs-ofctl, ovs-appctl and ovsdb-client all honour.
+func WithRunDir(dir string) Option {
+	return func(d *Driver) { d.rundir = dir }
+}
+
 // New returns a driver for bridge.
 func New(bridge string, opts ...Option) *Driver {
-	d := &Driver{bridge: bridge, exec: run, pipe: runStdin}
+	d := &Driver{bridge: bridge}
+	d.exec = func(cmd string, args ...string) ([]byte, error) { return d.runStdin(nil, cmd, args...) }
+	d.pipe = d.runStdin
 	for _, o := range opts {
 		o(d)
 	}
@@ -95,14 +106,20 @@ func (d *Driver) Bridge() string { return d.bridge }
 
 const cmdTimeout = 30 * time.Second
 
-func run(cmd string, args ...string) ([]byte, error) {
-	return runStdin(nil, cmd, args...)
+// env is the environment of OVS commands: the agent's, with OVS_RUNDIR
+// when the driver talks to a private instance.
+func (d *Driver) env() []string {
+	if d.rundir == "" {
+		return nil // inherit
+	}
+	return append(os.Environ(), "OVS_RUNDIR="+d.rundir)
 }
 
-func runStdin(stdin io.Reader, cmd string, args ...string) ([]byte, error) {
+func (d *Driver) runStdin(stdin io.Reader, cmd string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	c := exec.CommandContext(ctx, cmd, args...)
+	c.Env = d.env()
 	c.Stdin = stdin
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errb
@@ -449,6 +466,7 @@ func (d *Driver) Changes(ctx context.Context) <-chan struct{} {
 	go func() {
 		for ctx.Err() == nil {
 			cmd := exec.CommandContext(ctx, "ovsdb-client", "monitor", "Open_vSwitch", "Interface", "name,ofport,external_ids", "--format=json")
+			cmd.Env = d.env()
 			out, err := cmd.StdoutPipe()
 			if err == nil && cmd.Start() == nil {
 				sc := bufio.NewScanner(out)

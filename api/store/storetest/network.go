@@ -29,6 +29,7 @@ func RunNetwork(t *testing.T, open Opener) {
 		{"ProjectScope", testProjectScope},
 		{"ServerAddresses", testServerAddresses},
 		{"AutoDeletePorts", testAutoDeletePorts},
+		{"ProviderNetworks", testProviderNetworks},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
