@@ -49,8 +49,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.01, .1, .5, 1, 2.5, 5, 10, 20, 30, 45, 60},
 		}, []string{"route"}),
 		decisions: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "corral_placement_decision_duration_seconds",
-			Help: "Time placement takes to decide on its snapshot, by outcome (placed, refused, error) and mode (claim, dry_run).",
+			Name:    "corral_placement_decision_duration_seconds",
+			Help:    "Time placement takes to decide on its snapshot, by outcome (placed, refused, error) and mode (claim, dry_run).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}, []string{"outcome", "mode"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -101,7 +101,7 @@ func (m *metrics) observeDecision(took time.Duration, dryRun bool, err error) {
 func refusalReasons(e placement.Explanation) []string {
 	seen := map[string]bool{}
 	for _, r := range e.Reasons {
-		seen[string(r.Reason)] = true
+		seen[r.Reason.String()] = true
 	}
 	if e.Group != nil {
 		seen["group"] = true
@@ -123,13 +123,13 @@ func refusalReasons(e placement.Explanation) []string {
 type fleetCollector struct {
 	s *Server
 
-	hostCPUs, hostAllocVCPUs, hostLoad1                       *prometheus.Desc
-	hostMem, hostAllocMem, hostMemFree, failsafeFree, margin  *prometheus.Desc
-	hostHuge, hostHugeFree, hostAllocHuge                     *prometheus.Desc
-	hostDisk, hostAllocDisk, hostDiskFree                     *prometheus.Desc
-	hostGuests, hostAllocGuests, heartbeatAge, hostState      *prometheus.Desc
-	nodeProvision, nodePower, bmcUp, bmcAnswerAge, reconcile  *prometheus.Desc
-	scrapeErrors                                              prometheus.Counter
+	hostCPUs, hostAllocVCPUs, hostLoad1                      *prometheus.Desc
+	hostMem, hostAllocMem, hostMemFree, failsafeFree, margin *prometheus.Desc
+	hostHuge, hostHugeFree, hostAllocHuge                    *prometheus.Desc
+	hostDisk, hostAllocDisk, hostDiskFree                    *prometheus.Desc
+	hostGuests, hostAllocGuests, heartbeatAge, hostState     *prometheus.Desc
+	nodeProvision, nodePower, bmcUp, bmcAnswerAge, reconcile *prometheus.Desc
+	scrapeErrors                                             prometheus.Counter
 }
 
 // fleetTimeout bounds a scrape's store queries.
