@@ -129,11 +129,13 @@ type fleetCollector struct {
 	hostDisk, hostAllocDisk, hostDiskFree                    *prometheus.Desc
 	hostGuests, hostAllocGuests, heartbeatAge, hostState     *prometheus.Desc
 	nodeProvision, nodePower, bmcUp, bmcAnswerAge, reconcile *prometheus.Desc
+	nodeStateAge                                             *prometheus.Desc
 	scrapeErrors                                             prometheus.Counter
 }
 
-// fleetTimeout bounds a scrape's store queries.
-const fleetTimeout = 2 * time.Second
+// fleetTimeout bounds a scrape's store queries (Prometheus times a scrape
+// out after 10 s by default).
+const fleetTimeout = 5 * time.Second
 
 func newFleetCollector(s *Server) *fleetCollector {
 	host := []string{"host"}
@@ -160,6 +162,7 @@ func newFleetCollector(s *Server) *fleetCollector {
 		heartbeatAge:    d("corral_host_heartbeat_age_seconds", "Seconds since the host's last heartbeat.", host...),
 		hostState:       d("corral_host_state", "1 for the host's state (up, down, maintenance).", "host", "state"),
 		nodeProvision:   d("corral_node_provision_state", "1 for the bare-metal node's provisioning state.", "node", "state"),
+		nodeStateAge:    d("corral_node_state_age_seconds", "Seconds the node has been in its provisioning state: how long a deploy, inspection or cleaning has been running.", "node"),
 		nodePower:       d("corral_node_power_state", "1 for the node's power state as its BMC last reported it (on, off, unknown).", "node", "state"),
 		bmcUp:           d("corral_bmc_up", "1 when the node's BMC answered its last command, 0 while it has a fault.", "node"),
 		bmcAnswerAge:    d("corral_bmc_last_answer_age_seconds", "Seconds since the node's BMC last answered (since the node was enrolled if it never has).", "node"),
@@ -174,7 +177,7 @@ func (f *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{f.hostCPUs, f.hostAllocVCPUs, f.hostLoad1, f.hostMem, f.hostAllocMem,
 		f.hostMemFree, f.failsafeFree, f.margin, f.hostHuge, f.hostHugeFree, f.hostAllocHuge, f.hostDisk,
 		f.hostAllocDisk, f.hostDiskFree, f.hostGuests, f.hostAllocGuests, f.heartbeatAge, f.hostState,
-		f.nodeProvision, f.nodePower, f.bmcUp, f.bmcAnswerAge, f.reconcile} {
+		f.nodeProvision, f.nodePower, f.bmcUp, f.bmcAnswerAge, f.reconcile, f.nodeStateAge} {
 		ch <- d
 	}
 	f.scrapeErrors.Describe(ch)
@@ -229,6 +232,7 @@ func (f *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, nd := range fleet.Nodes {
 		gauge(f.nodeProvision, 1, nd.Name, nd.State)
+		gauge(f.nodeStateAge, max(0, now.Sub(nd.StateChangedAt).Seconds()), nd.Name)
 		power := nd.PowerState
 		if power == "" {
 			power = types.PowerUnknown

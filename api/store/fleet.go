@@ -36,6 +36,8 @@ type FleetNode struct {
 	// when it has no fault; when it has one, when the fault was recorded
 	// (the check before answered); the enrolment if it never answered.
 	LastAnswer time.Time
+	// StateChangedAt is when the node entered its state.
+	StateChangedAt time.Time
 }
 
 // Fleet is the store's view of the fleet for /metrics, read with one
@@ -45,7 +47,7 @@ type Fleet struct {
 	Hosts []FleetHost
 	Nodes []FleetNode
 	// OldestUnsettled is, by server kind, when the oldest server still
-	// converging (scheduled, building, deleting, or stopped/active against
+	// converging (pending, scheduled, building, deleting, or stopped/active against
 	// its desired state) last changed; absent when none is.
 	OldestUnsettled map[string]time.Time
 }
@@ -83,10 +85,11 @@ func (s *Store) Fleet(ctx context.Context) (Fleet, error) {
 		PowerState string `db:"power_state"`
 		BMCFault   string `db:"bmc_fault"`
 		Answer     int64  `db:"answer"`
+		Changed    int64  `db:"state_changed_at"`
 	}
 	// The fault's start is looked up only for faulted nodes (node_events
 	// is indexed by node).
-	if err := q.SelectContext(ctx, &nodes, `SELECT name, state, power_state, bmc_fault,
+	if err := q.SelectContext(ctx, &nodes, `SELECT name, state, power_state, bmc_fault, state_changed_at,
 		CASE WHEN bmc_fault = '' AND power_checked_at > 0 THEN power_checked_at
 		     WHEN bmc_fault = '' THEN created_at
 		     ELSE COALESCE((SELECT MAX(e.at) FROM node_events e WHERE e.node_id = nodes.id AND e.to_state = 'bmc fault'), created_at)
@@ -96,7 +99,7 @@ func (s *Store) Fleet(ctx context.Context) (Fleet, error) {
 	out.Nodes = make([]FleetNode, len(nodes))
 	for i, n := range nodes {
 		out.Nodes[i] = FleetNode{Name: n.Name, State: n.State, PowerState: n.PowerState, BMCFault: n.BMCFault,
-			LastAnswer: fromMicros(n.Answer)}
+			LastAnswer: fromMicros(n.Answer), StateChangedAt: fromMicros(n.Changed)}
 	}
 	var unsettled []struct {
 		Kind   string `db:"kind"`

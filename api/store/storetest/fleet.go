@@ -44,7 +44,8 @@ func testFleet(t *testing.T, s *store.Store) {
 	n := enrol(t, s, f, "bm1", "52:54:00:00:00:09")
 	enrolled := must[store.Fleet](t)(s.Fleet(ctx))
 	if len(enrolled.Nodes) != 1 || enrolled.Nodes[0].Name != "bm1" || enrolled.Nodes[0].PowerState != types.PowerUnknown ||
-		enrolled.Nodes[0].BMCFault != "" || time.Since(enrolled.Nodes[0].LastAnswer) > time.Minute {
+		enrolled.Nodes[0].BMCFault != "" || time.Since(enrolled.Nodes[0].LastAnswer) > time.Minute ||
+		time.Since(enrolled.Nodes[0].StateChangedAt) > time.Minute {
 		t.Errorf("node never checked = %+v, want its enrolment as last answer", enrolled.Nodes)
 	}
 	must[store.NodeRow](t)(s.RecordNodePower(ctx, n.ID, types.PowerOn, "", "", "test"))
