@@ -16,6 +16,7 @@ import (
 
 	"github.com/corral-cloud/corral/api/client"
 	"github.com/corral-cloud/corral/api/types"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults of Config.
@@ -86,6 +87,13 @@ type Config struct {
 	Resync time.Duration
 	// GuestWorkers bounds the guests reconciled at once (default 4).
 	GuestWorkers int
+	// Stats reads the guests' counters for /metrics; nil exports no
+	// guest series.
+	Stats GuestStater
+	// Registry, when set, gets the agent's metrics: the host's
+	// measurements and its guests' counters (read at each scrape), and
+	// the guest loop's reconcile and watch series.
+	Registry prometheus.Registerer
 }
 
 // Agent is the host agent: it registers the host with corrald and then
@@ -104,6 +112,7 @@ type Agent struct {
 	state State
 
 	usageFailing bool // the last usage measurement failed (logged once)
+	metrics      *loopMetrics
 	// guests is the guest loop, once it runs (guarded by mu).
 	guests *guestLoop
 }
@@ -160,7 +169,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MachineIDFile == "" {
 		cfg.MachineIDFile = DefaultMachineIDFile
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, backoff: cfg.Backoff}
+	a := &Agent{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, backoff: cfg.Backoff, metrics: newLoopMetrics(cfg.Registry)}
+	if cfg.Registry != nil {
+		if err := cfg.Registry.Register(newHostCollector(a)); err != nil {
+			return nil, fmt.Errorf("agent metrics: %w", err)
+		}
+	}
 	st, err := loadState(cfg.StateDir)
 	if err != nil {
 		a.log.Warn("ignoring unreadable agent state; the host will register again", "error", err)

@@ -72,6 +72,9 @@ type guestLoop struct {
 	// running holds the claimed RAM of the guests last seen running, for
 	// the heartbeat (Usage.GuestClaimRAMMiB).
 	running map[string]int64
+	// changedAt holds when a guest's desired change arrived, until the
+	// guest has been reconciled to it (corral_agent_reconcile_lag_seconds).
+	changedAt map[string]time.Time
 
 	reports *reporter
 }
@@ -79,7 +82,7 @@ type guestLoop struct {
 func (a *Agent) runGuests(ctx context.Context) {
 	l := &guestLoop{a: a, driver: a.cfg.Guests, wait: a.cfg.WatchWait, resync: a.cfg.Resync,
 		sem: make(chan struct{}, a.cfg.GuestWorkers), specs: map[string]types.GuestSpec{},
-		inflight: map[string]bool{}, again: map[string]bool{}, running: map[string]int64{}}
+		inflight: map[string]bool{}, again: map[string]bool{}, running: map[string]int64{}, changedAt: map[string]time.Time{}}
 	a.mu.Lock()
 	a.guests = l
 	a.mu.Unlock()
@@ -108,6 +111,7 @@ func (l *guestLoop) watch(ctx context.Context) {
 			return
 		}
 		if err != nil {
+			l.a.metrics.wakeups.WithLabelValues("error").Inc()
 			l.reports.forgetSent()
 			wait := backoff.Next()
 			var apiErr *client.Error
@@ -121,8 +125,10 @@ func (l *guestLoop) watch(ctx context.Context) {
 		}
 		backoff.Reset()
 		if hg.Version == version {
+			l.a.metrics.wakeups.WithLabelValues("unchanged").Inc()
 			continue
 		}
+		l.a.metrics.wakeups.WithLabelValues("changed").Inc()
 		version = hg.Version
 		l.a.log.Debug("desired guests changed", "version", version, "guests", len(hg.Guests), "tombstones", len(hg.Tombstones))
 		l.apply(ctx, hg)
@@ -136,6 +142,8 @@ func (l *guestLoop) watch(ctx context.Context) {
 // empties the set would otherwise destroy running guests).
 func (l *guestLoop) apply(ctx context.Context, hg types.HostGuests) {
 	l.mu.Lock()
+	now := time.Now()
+	old := l.specs
 	l.specs = make(map[string]types.GuestSpec, len(hg.Guests)+len(hg.Tombstones))
 	l.order = l.order[:0]
 	for _, g := range hg.Guests {
@@ -148,6 +156,16 @@ func (l *guestLoop) apply(ctx context.Context, hg types.HostGuests) {
 		}
 		l.specs[t.ServerID] = types.GuestSpec{ServerID: t.ServerID, DesiredState: types.DesiredDeleted, Revision: t.Generation}
 		l.order = append(l.order, t.ServerID)
+	}
+	for id, g := range l.specs {
+		if was, ok := old[id]; (!ok || was.Revision != g.Revision || was.DesiredState != g.DesiredState) && l.changedAt[id].IsZero() {
+			l.changedAt[id] = now
+		}
+	}
+	for id := range l.changedAt {
+		if _, ok := l.specs[id]; !ok {
+			delete(l.changedAt, id)
+		}
 	}
 	ids := append([]string(nil), l.order...)
 	l.hostID = hg.HostID
@@ -245,11 +263,17 @@ func (l *guestLoop) dispatch(ctx context.Context, id string) {
 				if l.driver.Building(g) {
 					l.reports.add(types.GuestStatus{ServerID: id, State: types.GuestBuilding})
 				}
+				start := time.Now()
 				st := l.driver.Ensure(ctx, g)
 				if ctx.Err() == nil {
 					l.reports.add(st)
+					l.a.metrics.reconcile.WithLabelValues(st.State).Observe(time.Since(start).Seconds())
 				}
 				l.mu.Lock()
+				if at, ok := l.changedAt[id]; ok && ctx.Err() == nil && l.specs[id].Revision == g.Revision {
+					l.a.metrics.lag.Observe(time.Since(at).Seconds())
+					delete(l.changedAt, id)
+				}
 				if st.State == types.GuestActive && g.DesiredState != types.DesiredDeleted {
 					l.running[id] = g.ClaimRAMMiB
 				} else {

@@ -470,3 +470,38 @@ func exists(fsys fs.FS, name string) bool {
 	_, err := fs.Stat(fsys, name)
 	return err == nil
 }
+
+var _ NICStater = (*HostProbe)(nil)
+
+// NICCounters implements NICStater: the counters of the NICs the
+// inventory lists, from /sys/class/net/NAME/statistics. A NIC whose
+// counters cannot be read is left out and its error returned.
+func (p *HostProbe) NICCounters() (map[string]NICCounters, error) {
+	nics, err := probeNICs(p.FS)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]NICCounters, len(nics))
+	var errs []error
+	for _, nic := range nics {
+		var c NICCounters
+		var nerr error
+		for _, f := range []struct {
+			file string
+			v    *uint64
+		}{{"rx_bytes", &c.RxBytes}, {"tx_bytes", &c.TxBytes}, {"rx_packets", &c.RxPackets}, {"tx_packets", &c.TxPackets}} {
+			n, err := readInt(p.FS, path.Join("sys/class/net", nic, "statistics", f.file))
+			if err != nil {
+				nerr = err
+				break
+			}
+			*f.v = uint64(n)
+		}
+		if nerr != nil {
+			errs = append(errs, fmt.Errorf("counters of %s: %w", nic, nerr))
+			continue
+		}
+		out[nic] = c
+	}
+	return out, errors.Join(errs...)
+}

@@ -34,7 +34,11 @@ const transferStep = 1 << 20
 // now (never shortening the configured ones), for a long poll that waits up
 // to d. Without the read extension, the server's background read would hit
 // ReadTimeout and cancel the request's context mid-wait.
+//
+// It also marks the request a long poll, which observe times in its own
+// histogram: a watch that waits 30 s is no slow request.
 func (s *Server) holdFor(c echo.Context, d time.Duration) {
+	c.Set(longPollKey, true)
 	t := s.cfg.Timeouts
 	if t.Read <= 0 && t.Write <= 0 {
 		return

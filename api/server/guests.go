@@ -176,8 +176,11 @@ func (s *Server) watchGuests(c echo.Context) error {
 		}
 		select {
 		case <-changed:
+			s.metrics.wakeups.WithLabelValues("guests", "notify").Inc()
 		case <-netChanged:
+			s.metrics.wakeups.WithLabelValues("guests", "notify").Inc()
 		case <-recheck.C:
+			s.metrics.wakeups.WithLabelValues("guests", "recheck").Inc()
 		case <-deadline.C:
 			return c.JSON(http.StatusOK, hg)
 		case <-ctx.Done():

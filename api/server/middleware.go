@@ -17,30 +17,12 @@ import (
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
-type metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-}
-
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "corral_http_requests_total", Help: "HTTP requests by route, method and status.",
-		}, []string{"method", "route", "status"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "corral_http_request_duration_seconds", Help: "HTTP request latency by route and method.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
-		}, []string{"method", "route"}),
-	}
-	reg.MustRegister(m.requests, m.latency)
-	return m
-}
-
 // observe counts every request by its route template, after the error
-// handler has set the final status.
+// handler has set the final status, and times it: long polls (the agents'
+// watches, marked by holdFor) in their own histogram, so that a watch
+// waiting 30 s for a change does not pass for a slow request.
 func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -53,7 +35,12 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route = "unmatched"
 		}
 		s.metrics.requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(c.Response().Status)).Inc()
-		s.metrics.latency.WithLabelValues(c.Request().Method, route).Observe(time.Since(start).Seconds())
+		took := time.Since(start).Seconds()
+		if long, _ := c.Get(longPollKey).(bool); long {
+			s.metrics.longPolls.WithLabelValues(route).Observe(took)
+		} else {
+			s.metrics.latency.WithLabelValues(c.Request().Method, route).Observe(took)
+		}
 		return nil
 	}
 }

@@ -887,8 +887,10 @@ func (s *Server) hostNetwork(c echo.Context) error {
 		for same := true; same; {
 			select {
 			case <-changed:
+				s.metrics.wakeups.WithLabelValues("network", "notify").Inc()
 				same = false
 			case <-tick.C:
+				s.metrics.wakeups.WithLabelValues("network", "recheck").Inc()
 				g, err := s.store.NetworkGeneration(ctx)
 				if err != nil {
 					return err

@@ -27,6 +27,8 @@ type placer struct {
 	store *store.Store
 	now   func() time.Time
 	cfg   placement.Config
+	// metrics times decisions and counts refusals.
+	metrics *metrics
 
 	// mu serialises decisions of this replica, so that its own claims never
 	// race each other.
@@ -41,8 +43,8 @@ const (
 	claimRetries = 32
 )
 
-func newPlacer(st *store.Store, now func() time.Time, cfg placement.Config) *placer {
-	return &placer{store: st, now: now, cfg: cfg}
+func newPlacer(st *store.Store, now func() time.Time, cfg placement.Config, m *metrics) *placer {
+	return &placer{store: st, now: now, cfg: cfg, metrics: m}
 }
 
 // invalidate makes the next decision rebuild the snapshot (hosts or
@@ -156,7 +158,11 @@ func (p *placer) decide(ctx context.Context, fn func(*placement.Snapshot) (place
 				return placement.Decision{}, err
 			}
 		}
+		start := time.Now()
 		d, err := fn(p.snap)
+		if p.metrics != nil { // every decision, those after a lost race included
+			p.metrics.observeDecision(time.Since(start), commit == nil, err)
+		}
 		if err != nil {
 			return d, err
 		}

@@ -126,8 +126,8 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(cfg.Registry)
 	s.refusals = newRefusalLog(cfg.Store, cfg.Logger, cfg.Now)
 	s.limits = newLimiters(cfg.RateLimits, cfg.Registry)
-	cfg.Registry.MustRegister(newUnknownCollector(s))
-	s.placer = newPlacer(cfg.Store, cfg.Now, cfg.Placement)
+	cfg.Registry.MustRegister(newUnknownCollector(s), newFleetCollector(s))
+	s.placer = newPlacer(cfg.Store, cfg.Now, cfg.Placement, s.metrics)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError

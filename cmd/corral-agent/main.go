@@ -82,6 +82,7 @@ type options struct {
 	aggregates                                                           []string
 	heartbeatInterval                                                    time.Duration
 	compute                                                              computeOptions
+	metrics                                                              metricsOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -105,7 +106,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Bool("version", false, "print build information (version, VCS revision and time, Go version) and exit; also: corral-agent version")
 	o.compute.register(fs)
+	o.metrics.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if err := o.metrics.check(); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -174,6 +179,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Resync:                o.compute.resync,
 		GuestWorkers:          o.compute.workers,
 	}
+	reg := newRegistry()
+	cfg.Registry = reg
 	var a *agent.Agent
 	if o.compute.enabled {
 		driver, caps, err := o.compute.setup(ctx, o.name, o.dataDir, func() *client.Client { return a.Client() }, log)
@@ -184,10 +191,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		cfg.Guests, probe.Guests, probe.Extra = driver, driver, caps
+		cfg.Stats = guestStats{driver}
 	}
 	if a, err = agent.New(cfg); err != nil {
 		return err
 	}
+	stopMetrics, err := serveMetrics(ctx, o.metrics, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	if o.compute.enabled && o.compute.network {
 		go runNetwork(ctx, log, o.endpoint, o.stateDir, o.compute.bridge, o.compute.tunnelIP, o.compute.physnets)
 	}

@@ -41,6 +41,14 @@ func TestParseFlags(t *testing.T) {
 		{name: "missing endpoint", args: []string{"--name", "n", "--region", "r", "--zone", "z"}, wantErr: "missing --endpoint"},
 		{name: "bad interval", args: []string{"--endpoint", "http://c", "--region", "r", "--zone", "z", "--heartbeat-interval", "0s"},
 			wantErr: "--heartbeat-interval must be positive"},
+		{name: "metrics on loopback",
+			args: []string{"--endpoint", "http://c", "--name", "n", "--region", "r", "--zone", "z", "--metrics-listen", "127.0.0.1:9470"},
+			want: options{endpoint: "http://c", name: "n", region: "r", zone: "z",
+				stateDir: "/var/lib/corral-agent", dataDir: "/var/lib/corral-agent", logLevel: "info", machineIDFile: "/etc/machine-id",
+				heartbeatInterval: 5 * time.Second, metrics: metricsOptions{listen: "127.0.0.1:9470"}}},
+		{name: "metrics off loopback without a token",
+			args:    []string{"--endpoint", "http://c", "--name", "n", "--region", "r", "--zone", "z", "--metrics-listen", ":9470"},
+			wantErr: "--metrics-listen :9470 is reachable from other machines: give --metrics-token-file, or listen on 127.0.0.1"},
 		{name: "stray argument", args: []string{"--endpoint", "http://c", "--region", "r", "--zone", "z", "extra"},
 			wantErr: "unexpected arguments: extra"},
 	}
@@ -63,7 +71,7 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("compute defaults = %+v", got.compute)
 			}
 			got.compute = computeOptions{} // checked above
-			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(options{}, computeOptions{})); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(options{}, computeOptions{}, metricsOptions{})); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}
 		})

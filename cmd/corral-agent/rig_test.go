@@ -95,6 +95,12 @@ func newRig(t testing.TB, agentArgs ...string) *rig {
 // newRigWith makes a rig whose agent runs its network loop if network.
 func newRigWith(t testing.TB, network bool, agentArgs ...string) *rig {
 	t.Helper()
+	return newRigFull(t, network, nil, agentArgs...)
+}
+
+// newRigFull makes a rig whose corrald also gets corraldArgs.
+func newRigFull(t testing.TB, network bool, corraldArgs []string, agentArgs ...string) *rig {
+	t.Helper()
 	testenv.Require(t, "CORRAL_TEST_LIBVIRT", "libvirt (libvirtd and virtlogd running)")
 	testenv.Require(t, "CORRAL_TEST_OVS", "Open vSwitch (ovs-vswitchd running)")
 	r := &rig{t: t, bins: rigBinaries(t), extraArg: agentArgs, network: network}
@@ -105,7 +111,7 @@ func newRigWith(t testing.TB, network bool, agentArgs ...string) *rig {
 	os.Chmod(r.dir, 0o755)
 	id := randHex(3)
 	r.bridge, r.host = "brc"+id, "rig-"+id
-	r.cd = testenv.StartCorrald(t, filepath.Join(r.bins, "corrald"))
+	r.cd = testenv.StartCorrald(t, filepath.Join(r.bins, "corrald"), corraldArgs...)
 	r.api = r.cd.Admin
 	t.Cleanup(r.cleanup)
 

@@ -43,7 +43,7 @@ var subnetKind = &kind[types.Subnet]{
 }
 
 var portKind = &kind[types.Port]{
-	name: "port", plural: "ports", path: "/v1/ports", lookup: byScan,
+	name: "port", plural: "ports", path: "/v1/ports", lookup: byScan, idPrefix: "port-",
 	headers: []string{"ID", "NAME", "NETWORK", "MAC", "IPS", "SERVER", "HOST"},
 	row: func(p types.Port) []string {
 		var ips []string

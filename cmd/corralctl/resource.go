@@ -33,13 +33,16 @@ const (
 // its wire type, decoded only to fill table rows: JSON output and "key:
 // value" lines work from the API's JSON.
 type kind[T any] struct {
-	name    string // singular, as in messages: "server"
-	plural  string // "servers"
-	path    string // the collection: "/v1/servers"
-	lookup  lookup
-	headers []string
-	row     func(T) []string
-	filters []filter
+	name   string // singular, as in messages: "server"
+	plural string // "servers"
+	path   string // the collection: "/v1/servers"
+	lookup lookup
+	// idPrefix starts the kind's IDs ("srv-"), for a lookup other than
+	// byAPI: an argument without it is taken for a name.
+	idPrefix string
+	headers  []string
+	row      func(T) []string
+	filters  []filter
 }
 
 // filter is a list filter: a flag that sets a query parameter.
@@ -174,10 +177,23 @@ func deleteCommand[T any](a *app, k *kind[T], conditional bool) *cobra.Command {
 	return cmd
 }
 
-// fetch gets the object named arg (an ID or a name).
+// fetch gets the object named arg (an ID or a name). Where corrald's path
+// takes only IDs, a name that does not look like one is looked up by
+// name first: asking for it by ID would be answered 404, and every such
+// 404 would count in corrald's error rate (corral_http_requests_total)
+// although the lookup succeeds.
 func fetch[T any](ctx context.Context, a *app, k *kind[T], arg string) (json.RawMessage, error) {
+	if k.lookup != byAPI && !strings.HasPrefix(arg, k.idPrefix) {
+		id, err := findByName(ctx, a, k, arg)
+		if err != nil {
+			return nil, err
+		}
+		if id != "" {
+			return a.api.get(ctx, objectPath(k.path, id))
+		}
+	}
 	raw, err := a.api.get(ctx, objectPath(k.path, arg))
-	if err == nil || k.lookup == byAPI || client.Code(err) != types.CodeNotFound {
+	if err == nil || k.lookup == byAPI || client.Code(err) != types.CodeNotFound || !strings.HasPrefix(arg, k.idPrefix) {
 		return raw, err
 	}
 	id, ferr := findByName(ctx, a, k, arg)

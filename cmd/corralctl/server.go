@@ -12,7 +12,7 @@ import (
 )
 
 var serverKind = &kind[types.Server]{
-	name: "server", plural: "servers", path: "/v1/servers", lookup: byNameFilter,
+	name: "server", plural: "servers", path: "/v1/servers", lookup: byNameFilter, idPrefix: "srv-",
 	headers: []string{"ID", "NAME", "KIND", "STATE", "PROJECT", "FLAVOR", "HOST"},
 	row: func(s types.Server) []string {
 		host := s.HostID

@@ -10,7 +10,7 @@ import (
 )
 
 var tokenKind = &kind[types.Token]{
-	name: "token", plural: "tokens", path: "/v1/tokens", lookup: byScan,
+	name: "token", plural: "tokens", path: "/v1/tokens", lookup: byScan, idPrefix: "tok-",
 	headers: []string{"ID", "NAME", "ROLE", "PROJECT", "HOST", "EXPIRES"},
 	row: func(t types.Token) []string {
 		exp := ""

@@ -18,7 +18,48 @@ import (
 	"github.com/corral-cloud/corral/baremetal/ipmi"
 	bmovs "github.com/corral-cloud/corral/baremetal/ovs"
 	"github.com/corral-cloud/corral/baremetal/pxe"
+	"github.com/prometheus/client_golang/prometheus"
 )
+
+// bmcMetrics counts and times the BMC commands of this replica's
+// conductor: corral_bmc_commands_total by command and result,
+// corral_bmc_errors_total by BMC and kind, and
+// corral_bmc_command_duration_seconds. A command cut short by corrald's
+// own shutdown is not counted.
+func bmcMetrics(reg prometheus.Registerer) baremetal.CallObserver {
+	commands := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_bmc_commands_total",
+		Help: "BMC commands sent by this replica, by command and result (ok, unreachable, rejected, error)."},
+		[]string{"op", "result"})
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_bmc_errors_total",
+		Help: "Failed BMC commands by BMC address and kind (unreachable, rejected, error)."}, []string{"bmc", "kind"})
+	took := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corral_bmc_command_duration_seconds",
+		Help:    "Time a BMC command took, retries included, by command.",
+		Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"op"})
+	for _, op := range []string{"power_state", "set_power", "set_boot_device"} {
+		commands.WithLabelValues(op, "ok") // present at 0 from the start
+	}
+	reg.MustRegister(commands, errs, took)
+	return func(bmc, op string, d time.Duration, err error) {
+		if errors.Is(err, context.Canceled) {
+			return
+		}
+		result := "ok"
+		switch {
+		case err == nil:
+		case errors.Is(err, baremetal.ErrUnreachable):
+			result = "unreachable"
+		case errors.Is(err, baremetal.ErrRejected):
+			result = "rejected"
+		default:
+			result = "error"
+		}
+		commands.WithLabelValues(op, result).Inc()
+		took.WithLabelValues(op).Observe(d.Seconds())
+		if err != nil {
+			errs.WithLabelValues(bmc, result).Inc()
+		}
+	}
+}
 
 // bmOptions are the bare-metal flags.
 type bmOptions struct {
@@ -72,7 +113,8 @@ func baremetalFlags(fs *flag.FlagSet) *bmOptions {
 // startBaremetal loads the BMC key, builds the IPMI driver, the
 // provisioning network service (when configured) and the conductor, and
 // runs them until ctx ends.
-func startBaremetal(ctx context.Context, o *bmOptions, st *store.Store, dataDir, imageDir string, log *slog.Logger) (server.BaremetalConfig, error) {
+func startBaremetal(ctx context.Context, o *bmOptions, st *store.Store, dataDir, imageDir string, log *slog.Logger,
+	reg prometheus.Registerer) (server.BaremetalConfig, error) {
 	var keys *baremetal.Keyring
 	if env := os.Getenv("CORRAL_BMC_KEY"); env != "" {
 		key, err := baremetal.ParseKey(env)
@@ -88,8 +130,8 @@ func startBaremetal(ctx context.Context, o *bmOptions, st *store.Store, dataDir,
 			return server.BaremetalConfig{}, err
 		}
 	}
-	driver := ipmi.New(ipmi.Config{CipherSuites: strings.Split(o.cipherSuites, ","), CallTimeout: o.bmcTimeout,
-		Attempts: o.bmcAttempts, Backoff: o.bmcBackoff, MinInterval: o.bmcMinInterval})
+	driver := baremetal.Observe(ipmi.New(ipmi.Config{CipherSuites: strings.Split(o.cipherSuites, ","), CallTimeout: o.bmcTimeout,
+		Attempts: o.bmcAttempts, Backoff: o.bmcBackoff, MinInterval: o.bmcMinInterval}), bmcMetrics(reg))
 	host, _ := os.Hostname()
 	cfg := baremetal.ConductorConfig{ID: fmt.Sprintf("%s-%d", host, os.Getpid()), LeaseTTL: o.leaseTTL, Poll: o.poll,
 		SyncEvery: o.syncEvery, InspectTimeout: o.inspectTimeout, DeployTimeout: o.deployTimeout, CleanTimeout: o.cleanTimeout,

@@ -161,7 +161,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	bm, err := startBaremetal(ctx, o.bm, st, o.dataDir, o.imageDir, log)
+	bm, err := startBaremetal(ctx, o.bm, st, o.dataDir, o.imageDir, log, reg)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ func Run(t *testing.T, open Opener) {
 		{"GuestTombstones", testGuestTombstones},
 		{"UnknownGuests", testUnknownGuests},
 		{"MachineIdentity", testMachineIdentity},
+		{"Fleet", testFleet},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
