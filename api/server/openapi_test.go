@@ -127,7 +127,7 @@ func TestOpenAPIDocumentValid(t *testing.T) {
 // apiExample is one example request.
 type apiExample struct {
 	name, method, path, body string
-	header               []string
+	header                   []string
 	// invalid: the document must refuse it (naming this text).
 	invalid string
 	// send: corrald must accept it too (with this status), on an empty
