@@ -278,3 +278,9 @@ func (r Servers) Action(ctx context.Context, id, action string) (types.Server, e
 func (r Servers) ActionJSON(ctx context.Context, id, action string) (json.RawMessage, error) {
 	return r.PostJSON(ctx, id, "/actions", types.ServerAction{Action: action})
 }
+
+// Sub returns the collection below object id, e.g. a security group's
+// "rules", a host's "unknown-guests", a node's "events".
+func (col Collection) Sub(id, name string) Collection {
+	return Collection{c: col.c, path: col.ObjectPath(id) + "/" + name}
+}

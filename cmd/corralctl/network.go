@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/corral-cloud/corral/api/client"
 	"strings"
 
 	"github.com/corral-cloud/corral/api/types"
@@ -13,7 +14,7 @@ import (
 // security groups.
 
 var networkKind = &kind[types.Network]{
-	name: "network", plural: "networks", path: "/v1/networks", lookup: byAPI,
+	name: "network", plural: "networks", res: func(c *client.Client) client.Collection { return c.Networks().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "SEGMENT", "PROJECT"},
 	row: func(n types.Network) []string {
 		return []string{n.ID, n.Name, fmt.Sprintf("%s/%d", n.SegmentType, n.SegmentID), n.ProjectID}
@@ -22,7 +23,7 @@ var networkKind = &kind[types.Network]{
 }
 
 var subnetKind = &kind[types.Subnet]{
-	name: "subnet", plural: "subnets", path: "/v1/subnets", lookup: byAPI,
+	name: "subnet", plural: "subnets", res: func(c *client.Client) client.Collection { return c.Subnets().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "NETWORK", "CIDR", "GATEWAY", "POOLS"},
 	row: func(s types.Subnet) []string {
 		var pools []string
@@ -35,7 +36,7 @@ var subnetKind = &kind[types.Subnet]{
 }
 
 var portKind = &kind[types.Port]{
-	name: "port", plural: "ports", path: "/v1/ports", lookup: byScan,
+	name: "port", plural: "ports", res: func(c *client.Client) client.Collection { return c.Ports().Collection }, lookup: byScan,
 	headers: []string{"ID", "NAME", "NETWORK", "MAC", "IPS", "SERVER", "HOST"},
 	row: func(p types.Port) []string {
 		var ips []string
@@ -53,7 +54,7 @@ var portKind = &kind[types.Port]{
 }
 
 var securityGroupKind = &kind[types.SecurityGroup]{
-	name: "security group", plural: "security groups", path: "/v1/security-groups", lookup: byAPI,
+	name: "security group", plural: "security groups", res: func(c *client.Client) client.Collection { return c.SecurityGroups().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "PROJECT", "RULES"},
 	row: func(g types.SecurityGroup) []string {
 		return []string{g.ID, g.Name, g.ProjectID, fmt.Sprint(len(g.Rules))}
@@ -101,7 +102,7 @@ func (a *app) subnetCommand() *cobra.Command {
 			}
 			in.AllocationPools = append(in.AllocationPools, types.IPRange{Start: start, End: end})
 		}
-		_, err := a.createObject(ctx, k.path, in, key)
+		_, err := a.createObject(ctx, k.col(a), in, key)
 		return err
 	})
 	f := create.Flags()
@@ -139,7 +140,7 @@ func (a *app) portCommand() *cobra.Command {
 		if cmd.Flags().Changed("security-group") {
 			in.SecurityGroups = &groups
 		}
-		_, err := a.createObject(ctx, k.path, in, key)
+		_, err := a.createObject(ctx, k.col(a), in, key)
 		return err
 	})
 	f := create.Flags()
@@ -202,7 +203,7 @@ func (a *app) securityGroupCommand() *cobra.Command {
 					}
 				}
 			}
-			_, err := a.createObject(ctx, objectPath(k.path, args[0])+"/rules", rule, key)
+			_, err := a.createObject(ctx, k.col(a).Sub(args[0], "rules"), rule, key)
 			return err
 		}),
 	}
@@ -217,7 +218,7 @@ func (a *app) securityGroupCommand() *cobra.Command {
 	ruleDelete := &cobra.Command{
 		Use: "rule-delete GROUP RULE-ID", Short: "Remove a rule", Args: cobra.ExactArgs(2),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			if err := a.api.delete(ctx, objectPath(k.path, args[0])+"/rules/"+args[1], 0); err != nil {
+			if _, err := a.api.delete(ctx, k.col(a).Sub(args[0], "rules"), args[1], 0); err != nil {
 				return err
 			}
 			if a.output == formatTable {

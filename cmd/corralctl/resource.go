@@ -33,9 +33,9 @@ const (
 // its wire type, decoded only to fill table rows: JSON output and "key:
 // value" lines work from the API's JSON.
 type kind[T any] struct {
-	name    string // singular, as in messages: "server"
-	plural  string // "servers"
-	path    string // the collection: "/v1/servers"
+	name    string                                 // singular, as in messages: "server"
+	plural  string                                 // "servers"
+	res     func(*client.Client) client.Collection // the collection, e.g. Servers()
 	lookup  lookup
 	headers []string
 	row     func(T) []string
@@ -46,6 +46,9 @@ type kind[T any] struct {
 type filter struct {
 	flag, param, usage string
 }
+
+// col returns the kind's collection on a's connection.
+func (k *kind[T]) col(a *app) client.Collection { return k.res(a.api.c) }
 
 // rows decodes items and renders them as table rows.
 func (k *kind[T]) rows(items []json.RawMessage) ([][]string, error) {
@@ -104,7 +107,7 @@ func listCommand[T any](a *app, k *kind[T]) *cobra.Command {
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}
-		items, next, err := a.api.list(ctx, k.path, q, all)
+		items, next, err := a.api.list(ctx, k.col(a), q, all)
 		if err != nil {
 			return err
 		}
@@ -155,7 +158,7 @@ func deleteCommand[T any](a *app, k *kind[T], conditional bool) *cobra.Command {
 		for _, arg := range args {
 			id, err := resolveID(ctx, a, k, arg)
 			if err == nil {
-				err = a.api.delete(ctx, objectPath(k.path, id), ifMatch)
+				_, err = a.api.delete(ctx, k.col(a), id, ifMatch)
 			}
 			if err != nil {
 				printError(a.stderr, err)
@@ -176,7 +179,7 @@ func deleteCommand[T any](a *app, k *kind[T], conditional bool) *cobra.Command {
 
 // fetch gets the object named arg (an ID or a name).
 func fetch[T any](ctx context.Context, a *app, k *kind[T], arg string) (json.RawMessage, error) {
-	raw, err := a.api.get(ctx, objectPath(k.path, arg))
+	raw, err := a.api.get(ctx, k.col(a), arg)
 	if err == nil || k.lookup == byAPI || client.Code(err) != types.CodeNotFound {
 		return raw, err
 	}
@@ -187,7 +190,7 @@ func fetch[T any](ctx context.Context, a *app, k *kind[T], arg string) (json.Raw
 	if id == "" {
 		return nil, err // the answer for the path: not found
 	}
-	return a.api.get(ctx, objectPath(k.path, id))
+	return a.api.get(ctx, k.col(a), id)
 }
 
 // resolveID returns what to put in the path of the object named arg: arg
@@ -214,7 +217,7 @@ func findByName[T any](ctx context.Context, a *app, k *kind[T], name string) (st
 	if k.lookup == byNameFilter {
 		q.Set("name", name)
 	}
-	items, _, err := a.api.list(ctx, k.path, q, true)
+	items, _, err := a.api.list(ctx, k.col(a), q, true)
 	if err != nil {
 		return "", err
 	}
@@ -261,7 +264,7 @@ func updateObject[T any](ctx context.Context, a *app, cmd *cobra.Command, k *kin
 	if err != nil {
 		return err
 	}
-	out, err := a.api.update(ctx, objectPath(k.path, id), body, ifMatch)
+	out, err := a.api.update(ctx, k.col(a), id, body, ifMatch)
 	if err != nil {
 		return err
 	}
@@ -270,11 +273,11 @@ func updateObject[T any](ctx context.Context, a *app, cmd *cobra.Command, k *kin
 
 // createObject posts body with an Idempotency-Key (key, or a new one for
 // this invocation) and prints the created object.
-func (a *app) createObject(ctx context.Context, path string, body any, key string) (json.RawMessage, error) {
+func (a *app) createObject(ctx context.Context, col client.Collection, body any, key string) (json.RawMessage, error) {
 	if key == "" {
 		key = newIdempotencyKey()
 	}
-	raw, err := a.api.create(ctx, path, body, key)
+	raw, err := a.api.create(ctx, col, body, key)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +315,7 @@ func createCommand[T any](a *app, k *kind[T], use, short string, body any, setNa
 		Use: use, Short: short, Args: cobra.ExactArgs(1),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
 			setName(args[0])
-			_, err := a.createObject(ctx, k.path, body, key)
+			_, err := a.createObject(ctx, k.col(a), body, key)
 			return err
 		}),
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
 
 	"github.com/corral-cloud/corral/api/client"
 
@@ -12,7 +10,7 @@ import (
 )
 
 var serverKind = &kind[types.Server]{
-	name: "server", plural: "servers", path: "/v1/servers", lookup: byNameFilter,
+	name: "server", plural: "servers", res: func(c *client.Client) client.Collection { return c.Servers().Collection }, lookup: byNameFilter,
 	headers: []string{"ID", "NAME", "KIND", "STATE", "PROJECT", "FLAVOR", "HOST"},
 	row: func(s types.Server) []string {
 		host := s.HostID
@@ -53,7 +51,7 @@ server the first run created.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
 			in.Name = args[0]
-			_, err := a.createObject(ctx, k.path, in, key)
+			_, err := a.createObject(ctx, k.col(a), in, key)
 			return err
 		}),
 	}
@@ -100,9 +98,8 @@ func (a *app) serverAction(k *kind[types.Server], action, short string) *cobra.C
 			if err != nil {
 				return err
 			}
-			var raw json.RawMessage
-			if _, err := a.api.c.Do(ctx, client.Request{Method: http.MethodPost, Path: objectPath(k.path, id) + "/actions",
-				Body: types.ServerAction{Action: action}}, &raw); err != nil {
+			raw, err := a.api.c.Servers().ActionJSON(ctx, id, action)
+			if err != nil {
 				return err
 			}
 			return a.printObject(raw)
@@ -111,7 +108,7 @@ func (a *app) serverAction(k *kind[types.Server], action, short string) *cobra.C
 }
 
 var hostKind = &kind[types.Host]{
-	name: "host", plural: "hosts", path: "/v1/hosts", lookup: byAPI,
+	name: "host", plural: "hosts", res: func(c *client.Client) client.Collection { return c.Hosts().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "STATE", "REGION", "ZONE", "AGGREGATES", "CPUS", "RAM-MIB", "LAST-HEARTBEAT"},
 	row: func(h types.Host) []string {
 		return []string{h.ID, h.Name, h.State, h.RegionID, h.ZoneID, join(h.AggregateIDs),

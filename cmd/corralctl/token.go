@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/corral-cloud/corral/api/client"
 	"strconv"
 	"time"
 
@@ -10,7 +11,7 @@ import (
 )
 
 var tokenKind = &kind[types.Token]{
-	name: "token", plural: "tokens", path: "/v1/tokens", lookup: byScan,
+	name: "token", plural: "tokens", res: func(c *client.Client) client.Collection { return c.Tokens().Collection }, lookup: byScan,
 	headers: []string{"ID", "NAME", "ROLE", "PROJECT", "HOST", "EXPIRES"},
 	row: func(t types.Token) []string {
 		exp := ""
@@ -47,7 +48,7 @@ day, and the answer holds the secret. A failed call is therefore not retried.`,
 				}
 				in.ExpiresInSeconds = int64(expiresIn / time.Second)
 			}
-			raw, err := a.api.create(ctx, k.path, in, "")
+			raw, err := a.api.create(ctx, k.col(a), in, "")
 			if err != nil {
 				return err
 			}
@@ -71,7 +72,7 @@ day, and the answer holds the secret. A failed call is therefore not retried.`,
 }
 
 var auditKind = &kind[types.AuditEntry]{
-	name: "audit entry", plural: "audit entries", path: "/v1/audit", lookup: byAPI,
+	name: "audit entry", plural: "audit entries", res: func(c *client.Client) client.Collection { return c.Audit().Collection }, lookup: byAPI,
 	headers: []string{"ID", "AT", "TOKEN", "ROLE", "METHOD", "PATH", "STATUS", "RESOURCE"},
 	row: func(e types.AuditEntry) []string {
 		return []string{e.ID, shortTime(e.At), e.TokenID, e.Role, e.Method, e.Path, strconv.Itoa(e.Status), e.ResourceID}
