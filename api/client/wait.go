@@ -112,6 +112,7 @@ func (r Servers) Wait(ctx context.Context, id string, until Until, opts WaitOpti
 				opts.Progress(Progress{Server: s, Elapsed: p.Elapsed, Err: err})
 			}
 			lastErr = err
+		case ctx.Err() != nil: // the read itself ran out of time
 		default:
 			return s, err
 		}

@@ -15,7 +15,7 @@ import (
 var regionKind = &kind[types.Region]{
 	name: "region", plural: "regions", res: func(c *client.Client) client.Collection { return c.Regions().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "DESCRIPTION"},
-	row:     func(r types.Region) []string { return []string{r.ID, r.Name, r.Description} },
+	row:     func(r types.Region, n *names) []string { return []string{r.ID, r.Name, r.Description} },
 }
 
 func (a *app) regionCommand() *cobra.Command {
@@ -34,7 +34,9 @@ func (a *app) regionCommand() *cobra.Command {
 var zoneKind = &kind[types.Zone]{
 	name: "zone", plural: "zones", res: func(c *client.Client) client.Collection { return c.Zones().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "REGION", "DESCRIPTION"},
-	row:     func(z types.Zone) []string { return []string{z.ID, z.Name, z.RegionID, z.Description} },
+	row: func(z types.Zone, n *names) []string {
+		return []string{z.ID, z.Name, n.region(z.RegionID), z.Description}
+	},
 	filters: []filter{{flag: "region", param: "region", usage: "only zones in this region (ID or name)"}},
 }
 
@@ -56,7 +58,7 @@ func (a *app) zoneCommand() *cobra.Command {
 var aggregateKind = &kind[types.Aggregate]{
 	name: "aggregate", plural: "aggregates", res: func(c *client.Client) client.Collection { return c.Aggregates().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "TRAITS", "CPU-RATIO", "RAM-RATIO", "WEIGHER"},
-	row: func(g types.Aggregate) []string {
+	row: func(g types.Aggregate, n *names) []string {
 		return []string{g.ID, g.Name, join(g.Traits), ratio(g.CPUAllocationRatio), ratio(g.RAMAllocationRatio), g.Weigher}
 	},
 }
@@ -139,7 +141,7 @@ func nonNil(v []string) []string {
 var flavorKind = &kind[types.Flavor]{
 	name: "flavor", plural: "flavors", res: func(c *client.Client) client.Collection { return c.Flavors().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "KIND", "VCPUS", "RAM-MIB", "DISK-GIB", "HUGEPAGES"},
-	row: func(f types.Flavor) []string {
+	row: func(f types.Flavor, n *names) []string {
 		return []string{f.ID, f.Name, f.Kind, itoa(f.VCPUs), itoa(f.RAMMiB), itoa(f.DiskGiB), strconv.FormatBool(f.Hugepages)}
 	},
 	filters: []filter{{flag: "kind", param: "kind", usage: "only flavors of this kind: vm or baremetal"}},
@@ -175,7 +177,7 @@ func (a *app) flavorCommand() *cobra.Command {
 var projectKind = &kind[types.Project]{
 	name: "project", plural: "projects", res: func(c *client.Client) client.Collection { return c.Projects().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "DESCRIPTION"},
-	row:     func(p types.Project) []string { return []string{p.ID, p.Name, p.Description} },
+	row:     func(p types.Project, n *names) []string { return []string{p.ID, p.Name, p.Description} },
 }
 
 func (a *app) projectCommand() *cobra.Command {

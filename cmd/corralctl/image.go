@@ -14,7 +14,7 @@ import (
 var imageKind = &kind[types.Image]{
 	name: "image", plural: "images", res: func(c *client.Client) client.Collection { return c.Images().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "FORMAT", "STATUS", "SIZE", "MIN-DISK-GIB"},
-	row: func(i types.Image) []string {
+	row: func(i types.Image, n *names) []string {
 		size := ""
 		if i.Status == types.ImageActive {
 			size = byteSize(i.SizeBytes)

@@ -16,8 +16,8 @@ import (
 var networkKind = &kind[types.Network]{
 	name: "network", plural: "networks", res: func(c *client.Client) client.Collection { return c.Networks().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "SEGMENT", "PROJECT"},
-	row: func(n types.Network) []string {
-		return []string{n.ID, n.Name, fmt.Sprintf("%s/%d", n.SegmentType, n.SegmentID), n.ProjectID}
+	row: func(w types.Network, n *names) []string {
+		return []string{w.ID, w.Name, fmt.Sprintf("%s/%d", w.SegmentType, w.SegmentID), n.project(w.ProjectID)}
 	},
 	filters: []filter{{flag: "project", param: "project", usage: "only networks of this project (ID or name)"}},
 }
@@ -25,12 +25,12 @@ var networkKind = &kind[types.Network]{
 var subnetKind = &kind[types.Subnet]{
 	name: "subnet", plural: "subnets", res: func(c *client.Client) client.Collection { return c.Subnets().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "NETWORK", "CIDR", "GATEWAY", "POOLS"},
-	row: func(s types.Subnet) []string {
+	row: func(s types.Subnet, n *names) []string {
 		var pools []string
 		for _, p := range s.AllocationPools {
 			pools = append(pools, p.Start+"-"+p.End)
 		}
-		return []string{s.ID, s.Name, s.NetworkID, s.CIDR, s.GatewayIP, join(pools)}
+		return []string{s.ID, s.Name, n.network(s.NetworkID), s.CIDR, s.GatewayIP, join(pools)}
 	},
 	filters: []filter{{flag: "network", param: "network", usage: "only subnets of this network (ID or name)"}},
 }
@@ -38,12 +38,12 @@ var subnetKind = &kind[types.Subnet]{
 var portKind = &kind[types.Port]{
 	name: "port", plural: "ports", res: func(c *client.Client) client.Collection { return c.Ports().Collection }, lookup: byScan,
 	headers: []string{"ID", "NAME", "NETWORK", "MAC", "IPS", "SERVER", "HOST"},
-	row: func(p types.Port) []string {
+	row: func(p types.Port, n *names) []string {
 		var ips []string
 		for _, ip := range p.FixedIPs {
 			ips = append(ips, ip.IPAddress)
 		}
-		return []string{p.ID, p.Name, p.NetworkID, p.MACAddress, join(ips), p.DeviceID, p.HostID}
+		return []string{p.ID, p.Name, n.network(p.NetworkID), p.MACAddress, join(ips), p.DeviceID, n.host(p.HostID)}
 	},
 	filters: []filter{
 		{flag: "network", param: "network", usage: "only ports of this network (ID or name)"},
@@ -56,8 +56,8 @@ var portKind = &kind[types.Port]{
 var securityGroupKind = &kind[types.SecurityGroup]{
 	name: "security group", plural: "security groups", res: func(c *client.Client) client.Collection { return c.SecurityGroups().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "PROJECT", "RULES"},
-	row: func(g types.SecurityGroup) []string {
-		return []string{g.ID, g.Name, g.ProjectID, fmt.Sprint(len(g.Rules))}
+	row: func(g types.SecurityGroup, n *names) []string {
+		return []string{g.ID, g.Name, n.project(g.ProjectID), fmt.Sprint(len(g.Rules))}
 	},
 	filters: []filter{{flag: "project", param: "project", usage: "only groups of this project (ID or name)"}},
 }
@@ -221,7 +221,7 @@ func (a *app) securityGroupCommand() *cobra.Command {
 			if _, err := a.api.delete(ctx, k.col(a).Sub(args[0], "rules"), args[1], 0); err != nil {
 				return err
 			}
-			if a.output == formatTable {
+			if a.tabular() {
 				fmt.Fprintf(a.stdout, "deleted rule %s\n", args[1])
 			}
 			return nil

@@ -16,12 +16,16 @@ import (
 var nodeKind = &kind[types.Node]{
 	name: "node", plural: "nodes", res: func(c *client.Client) client.Collection { return c.Nodes().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "STATE", "POWER", "BMC", "ZONE", "SERVER", "LAST-ERROR"},
-	row: func(n types.Node) []string {
-		power := n.PowerState
-		if n.BMCFault != "" {
+	row: func(d types.Node, n *names) []string {
+		power := d.PowerState
+		if d.BMCFault != "" {
 			power += " (bmc fault)"
 		}
-		return []string{n.ID, n.Name, n.State, power, n.BMC.Address + ":" + itoa(int64(n.BMC.Port)), n.ZoneID, n.ServerID, n.LastError}
+		return []string{d.ID, d.Name, d.State, power, d.BMC.Address + ":" + itoa(int64(d.BMC.Port)), n.zone(d.ZoneID), n.server(d.ServerID), d.LastError}
+	},
+	wide: []string{"REGION", "AGGREGATE", "MACS", "CPUS", "RAM-MIB"},
+	wideRow: func(d types.Node, n *names) []string {
+		return []string{n.region(d.RegionID), n.aggregate(d.AggregateID), join(d.MACs), itoa(d.Hardware.CPUs), itoa(d.Hardware.RAMMiB)}
 	},
 	filters: []filter{
 		{flag: "region", param: "region", usage: "only nodes in this region (ID or name)"},
@@ -128,8 +132,11 @@ the state it was in.`,
 			if err != nil {
 				return err
 			}
-			if a.output == formatJSON {
+			switch a.output {
+			case formatJSON:
 				return writeJSONItems(a.stdout, items)
+			case formatYAML:
+				return writeYAMLItems(a.stdout, items)
 			}
 			rows := make([][]string, 0, len(items))
 			for _, raw := range items {

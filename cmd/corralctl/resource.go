@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,7 +39,11 @@ type kind[T any] struct {
 	res     func(*client.Client) client.Collection // the collection, e.g. Servers()
 	lookup  lookup
 	headers []string
-	row     func(T) []string
+	// row renders one object; n turns IDs into names.
+	row func(v T, n *names) []string
+	// wide and wideRow are the extra columns of -o wide, after row's.
+	wide    []string
+	wideRow func(v T, n *names) []string
 	filters []filter
 }
 
@@ -50,29 +55,54 @@ type filter struct {
 // col returns the kind's collection on a's connection.
 func (k *kind[T]) col(a *app) client.Collection { return k.res(a.api.c) }
 
-// rows decodes items and renders them as table rows.
-func (k *kind[T]) rows(items []json.RawMessage) ([][]string, error) {
+// rows decodes items and renders them as table rows, with the wide
+// columns (and the creation time) when wide.
+func (k *kind[T]) rows(n *names, items []json.RawMessage, wide bool) ([][]string, error) {
 	rows := make([][]string, 0, len(items))
 	for _, raw := range items {
 		var v T
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return nil, fmt.Errorf("read %s: %w", k.name, err)
 		}
-		rows = append(rows, k.row(v))
+		row := k.row(v, n)
+		if wide {
+			if k.wideRow != nil {
+				row = append(row, k.wideRow(v, n)...)
+			}
+			var m types.Meta
+			json.Unmarshal(raw, &m)
+			row = append(row, shortTime(m.CreatedAt))
+		}
+		rows = append(rows, row)
 	}
 	return rows, nil
 }
 
-// printList prints items as a table, or as one JSON array.
-func printList[T any](a *app, k *kind[T], items []json.RawMessage) error {
-	if a.output == formatJSON {
-		return writeJSONItems(a.stdout, items)
+// headersFor returns the table's headers in the output format.
+func (k *kind[T]) headersFor(output string) []string {
+	if output != formatWide {
+		return k.headers
 	}
-	rows, err := k.rows(items)
+	h := append(slices.Clone(k.headers), k.wide...)
+	return append(h, "CREATED")
+}
+
+// printList prints items as a table (wide: with more columns), or as one
+// JSON array or YAML list. Tables show names of projects, flavors, hosts
+// and zones (racks) where the API gives IDs, one list of each per
+// invocation.
+func printList[T any](ctx context.Context, a *app, k *kind[T], items []json.RawMessage) error {
+	switch a.output {
+	case formatJSON:
+		return writeJSONItems(a.stdout, items)
+	case formatYAML:
+		return writeYAMLItems(a.stdout, items)
+	}
+	rows, err := k.rows(newNames(ctx, a), items, a.output == formatWide)
 	if err != nil {
 		return err
 	}
-	return writeTable(a.stdout, k.headers, rows)
+	return writeTable(a.stdout, k.headersFor(a.output), rows)
 }
 
 // listCommand is "<kind> list" with the kind's filters, --limit, --cursor
@@ -111,7 +141,7 @@ func listCommand[T any](a *app, k *kind[T]) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if err := printList(a, k, items); err != nil {
+		if err := printList(ctx, a, k, items); err != nil {
 			return err
 		}
 		if next != "" {
@@ -165,7 +195,7 @@ func deleteCommand[T any](a *app, k *kind[T], conditional bool) *cobra.Command {
 				failed = true
 				continue
 			}
-			if a.output == formatTable {
+			if a.tabular() {
 				fmt.Fprintf(a.stdout, "deleted %s %s\n", k.name, arg)
 			}
 		}

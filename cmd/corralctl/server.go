@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/corral-cloud/corral/api/client"
-
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/spf13/cobra"
 )
@@ -14,12 +14,20 @@ import (
 var serverKind = &kind[types.Server]{
 	name: "server", plural: "servers", res: func(c *client.Client) client.Collection { return c.Servers().Collection }, lookup: byNameFilter,
 	headers: []string{"ID", "NAME", "KIND", "STATE", "PROJECT", "FLAVOR", "HOST"},
-	row: func(s types.Server) []string {
-		host := s.HostID
-		if host == "" {
-			host = s.NodeID
+	row: func(s types.Server, n *names) []string {
+		host := n.host(s.HostID)
+		if s.HostID == "" {
+			host = n.node(s.NodeID)
 		}
-		return []string{s.ID, s.Name, s.Kind, s.State, s.ProjectID, s.FlavorID, host}
+		return []string{s.ID, s.Name, s.Kind, s.State, n.project(s.ProjectID), n.flavor(s.FlavorID), host}
+	},
+	wide: []string{"DESIRED", "IMAGE", "REGION", "RACK", "ADDRESSES", "FAULT"},
+	wideRow: func(s types.Server, n *names) []string {
+		var addrs []string
+		for _, a := range s.Addresses {
+			addrs = append(addrs, a.IP)
+		}
+		return []string{s.DesiredState, n.image(s.ImageID), n.region(s.RegionID), n.zone(s.ZoneID), join(addrs), s.Fault}
 	},
 	filters: []filter{
 		{flag: "project", param: "project", usage: "only servers of this project (ID or name)"},
@@ -130,7 +138,7 @@ func (a *app) changeServer(ctx context.Context, w waitFlags, until client.Until,
 	if err != nil {
 		return err
 	}
-	if w.wait && a.output == formatTable {
+	if w.wait && a.tabular() {
 		// Say what was done before the wait, which may be long.
 		var s types.Server
 		if json.Unmarshal(raw, &s) == nil && s.ID != "" {
@@ -174,7 +182,7 @@ func (a *app) serverDelete(k *kind[types.Server]) *cobra.Command {
 					failed = true
 					continue
 				}
-				if a.output == formatTable {
+				if a.tabular() {
 					fmt.Fprintf(a.stdout, "deleted server %s\n", arg)
 				}
 			}
@@ -210,9 +218,14 @@ func (a *app) serverAction(k *kind[types.Server], action, short string, until cl
 var hostKind = &kind[types.Host]{
 	name: "host", plural: "hosts", res: func(c *client.Client) client.Collection { return c.Hosts().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "STATE", "REGION", "ZONE", "AGGREGATES", "CPUS", "RAM-MIB", "LAST-HEARTBEAT"},
-	row: func(h types.Host) []string {
-		return []string{h.ID, h.Name, h.State, h.RegionID, h.ZoneID, join(h.AggregateIDs),
+	row: func(h types.Host, n *names) []string {
+		return []string{h.ID, h.Name, h.State, n.region(h.RegionID), n.zone(h.ZoneID), join(n.aggregates(h.AggregateIDs)),
 			itoa(h.Inventory.CPUs), itoa(h.Inventory.RAMMiB), shortTime(h.LastHeartbeat)}
+	},
+	wide: []string{"VCPUS-USED", "RAM-MIB-USED", "MEM-FREE-MIB", "LOAD1", "CAPABILITIES", "AGENT"},
+	wideRow: func(h types.Host, _ *names) []string {
+		return []string{itoa(h.Allocated.VCPUs), itoa(h.Allocated.RAMMiB), itoa(h.Usage.MemFreeMiB),
+			strconv.FormatFloat(h.Usage.Load1, 'f', 2, 64), join(h.Capabilities), h.AgentVersion}
 	},
 	filters: []filter{
 		{flag: "region", param: "region", usage: "only hosts in this region (ID or name)"},

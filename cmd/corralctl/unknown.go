@@ -15,7 +15,7 @@ import (
 var unknownGuestKind = &kind[types.UnknownGuest]{
 	name: "unknown guest", plural: "unknown guests",
 	headers: []string{"SERVER-ID", "NAME", "PROJECT", "FLAVOR", "VCPUS", "RAM-MIB", "STATE", "FIRST-SEEN", "DELETED"},
-	row: func(g types.UnknownGuest) []string {
+	row: func(g types.UnknownGuest, n *names) []string {
 		deleted := ""
 		if g.Tombstone != nil {
 			deleted = shortTime(g.Tombstone.DeletedAt)
@@ -45,7 +45,7 @@ each one (host adopt) or delete it (host delete-guest).`,
 			if err != nil {
 				return err
 			}
-			return printList(a, unknownGuestKind, items)
+			return printList(ctx, a, unknownGuestKind, items)
 		}),
 	}
 	var in types.GuestAdopt
