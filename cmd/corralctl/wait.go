@@ -56,6 +56,7 @@ func (a *app) waitServer(ctx context.Context, w waitFlags, raw json.RawMessage, 
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
 	name := s.Name
+	n := newNames(ctx, a)
 	out, err := a.api.c.Servers().Wait(ctx, s.ID, until, client.WaitOptions{
 		Interval: w.interval,
 		Progress: func(p client.Progress) {
@@ -65,7 +66,7 @@ func (a *app) waitServer(ctx context.Context, w waitFlags, raw json.RawMessage, 
 			case p.Gone:
 				a.progress(name, "gone", p.Elapsed)
 			default:
-				a.progress(name, describeProgress(p), p.Elapsed)
+				a.progress(name, describeProgress(p, n), p.Elapsed)
 			}
 		},
 	})
@@ -80,20 +81,21 @@ func (a *app) waitServer(ctx context.Context, w waitFlags, raw json.RawMessage, 
 }
 
 // describeProgress is one progress line's state: the server's state and
-// where it is, the desired state while it differs, a node's state.
-func describeProgress(p client.Progress) string {
+// where it is (its host's name where the token may list hosts), the
+// desired state while it differs, a node's state.
+func describeProgress(p client.Progress, n *names) string {
 	s := p.Server
 	parts := []string{s.State}
 	if s.DesiredState != "" && s.DesiredState != s.State && s.State != types.ServerDeleting {
 		parts[0] += " (want " + s.DesiredState + ")"
 	}
 	if s.HostID != "" {
-		parts = append(parts, "host "+s.HostID)
+		parts = append(parts, "host "+n.host(s.HostID))
 	}
 	if p.Node != nil {
 		parts = append(parts, "node "+p.Node.Name+" "+p.Node.State)
 	} else if s.NodeID != "" {
-		parts = append(parts, "node "+s.NodeID)
+		parts = append(parts, "node "+n.node(s.NodeID))
 	}
 	if s.Fault != "" {
 		parts = append(parts, s.Fault)

@@ -30,10 +30,11 @@ func TestServerWait(t *testing.T) {
 				"GET /v1/servers/srv-1": sequence(reply(200, srvJSON("scheduled", "active", `,"host_id":"hst-1"`)),
 					reply(200, srvJSON("building", "active", `,"host_id":"hst-1"`)),
 					reply(200, srvJSON("active", "active", `,"host_id":"hst-1"`))),
+				"GET /v1/hosts": reply(200, `{"items":[{"id":"hst-1","name":"hv-1"}]}`),
 			},
 			args:   []string{"server", "create", "web-1", "--flavor", "m1", "--image", "tiny", "--wait", "--wait-interval", "10ms"},
 			stdout: []string{"state:", "active"},
-			stderr: []string{"waiting until active", "server web-1: scheduled (want active), host hst-1", "server web-1: building (want active)", "server web-1: active, host hst-1"},
+			stderr: []string{"waiting until active", "server web-1: scheduled (want active), host hv-1 [", "server web-1: building (want active)", "server web-1: active, host hv-1 ["},
 		},
 		{
 			name: "create that ends in error fails with the reason",
@@ -46,6 +47,21 @@ func TestServerWait(t *testing.T) {
 			wantCode: exitError,
 			stderr:   []string{"corralctl: server web-1 is error: define domain web-1: image unreadable"},
 			notOut:   "state:",
+		},
+		{
+			name: "bare-metal create shows the node's provision states",
+			routes: map[string]route{
+				"POST /v1/servers": reply(201, strings.Replace(srvJSON("building", "active", `,"node_id":"node-1"`), `"vm"`, `"baremetal"`, 1)),
+				"GET /v1/servers/srv-1": sequence(
+					reply(200, strings.Replace(srvJSON("building", "active", `,"node_id":"node-1"`), `"vm"`, `"baremetal"`, 1)),
+					reply(200, strings.Replace(srvJSON("building", "active", `,"node_id":"node-1"`), `"vm"`, `"baremetal"`, 1)),
+					reply(200, strings.Replace(srvJSON("active", "active", `,"node_id":"node-1"`), `"vm"`, `"baremetal"`, 1))),
+				"GET /v1/nodes/node-1": sequence(reply(200, `{"id":"node-1","name":"bm1","state":"deploying"}`),
+					reply(200, `{"id":"node-1","name":"bm1","state":"deploying"}`), reply(200, `{"id":"node-1","name":"bm1","state":"active"}`)),
+			},
+			args:   []string{"server", "create", "metal-1", "--kind", "baremetal", "--flavor", "metal", "--image", "bm", "--wait", "--wait-interval", "10ms"},
+			stdout: []string{"active"},
+			stderr: []string{"server web-1: building (want active), node bm1 deploying [", "server web-1: active, node bm1 active ["},
 		},
 		{
 			name: "stop waits until stopped",
