@@ -46,8 +46,7 @@ func (a *app) waitServer(ctx context.Context, w waitFlags, raw json.RawMessage, 
 			return nil, fmt.Errorf("read server: %w", err)
 		}
 	}
-	if s.ID == "" { // 204: already gone
-		a.progress(s.Name, "gone", 0)
+	if s.ID == "" { // 204: gone already, nothing to wait for
 		return nil, nil
 	}
 	if w.timeout <= 0 {
