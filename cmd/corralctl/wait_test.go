@@ -86,6 +86,15 @@ func TestServerWait(t *testing.T) {
 			stderr: []string{"server web-1: deleting", "server web-1: gone"},
 		},
 		{
+			name: "delete answered 204 is done at once",
+			routes: map[string]route{
+				"GET /v1/servers/web-1":    reply(200, srvJSON("error", "active", "")),
+				"DELETE /v1/servers/srv-1": reply(204, ""),
+			},
+			args:   []string{"server", "delete", "web-1", "--wait", "--wait-interval", "10ms"},
+			stdout: []string{"deleted server web-1"},
+		},
+		{
 			name: "a wait that runs out fails",
 			routes: map[string]route{
 				"POST /v1/servers":      reply(201, srvJSON("scheduled", "active", "")),
