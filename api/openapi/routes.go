@@ -39,8 +39,9 @@ var (
 	writers     = []string{types.RoleAdmin, types.RoleMember}
 	admin       = []string{types.RoleAdmin}
 	infraRead   = []string{types.RoleAdmin, types.RoleReader}
-	agent       = []string{types.RoleAgent}
-	registrar   = []string{types.RoleAdmin, types.RoleRegistrar, types.RoleAgent}
+	agent       = []string{types.RoleAdmin, types.RoleAgent}
+	infraAgent  = []string{types.RoleAdmin, types.RoleReader, types.RoleAgent}
+	registrar   = []string{types.RoleAdmin, types.RoleRegistrar}
 )
 
 // page is the paging every list takes, after its filters.
@@ -101,12 +102,12 @@ var Routes = concat(
 		{Method: http.MethodPost, Path: "/v1/hosts/register", Summary: "Register the calling agent's host; answers its agent token", Roles: registrar, Body: types.HostRegister{}, Out: types.HostRegistration{}},
 		{Method: http.MethodPost, Path: "/v1/hosts/:id/heartbeat", Summary: "A host's measured usage", Roles: agent, Body: types.Heartbeat{}, Status: http.StatusNoContent},
 		{Method: http.MethodGet, Path: "/v1/hosts", Summary: "List hosts", Roles: infraRead, Query: page("region", "zone", "aggregate", "state"), Out: types.List[types.Host]{}},
-		{Method: http.MethodGet, Path: "/v1/hosts/:id", Summary: "Show a host", Roles: []string{types.RoleAdmin, types.RoleReader, types.RoleAgent}, Out: types.Host{}},
+		{Method: http.MethodGet, Path: "/v1/hosts/:id", Summary: "Show a host", Roles: infraAgent, Out: types.Host{}},
 		{Method: http.MethodPatch, Path: "/v1/hosts/:id", Summary: "Put a host in or out of maintenance, or change its aggregates", Roles: admin, Body: types.HostUpdate{}, Out: types.Host{}},
 		{Method: http.MethodDelete, Path: "/v1/hosts/:id", Summary: "Delete a host that holds no servers", Roles: admin, Status: http.StatusNoContent},
 		{Method: http.MethodGet, Path: "/v1/hosts/:id/guests", Summary: "Long-poll a host's desired guests (its agent)", Roles: agent, Query: []string{"version", "wait"}, Out: types.HostGuests{}},
 		{Method: http.MethodPost, Path: "/v1/hosts/:id/guests/status", Summary: "An agent's observations of its guests", Roles: agent, Body: types.GuestReport{}, Out: map[string]any{}},
-		{Method: http.MethodGet, Path: "/v1/hosts/:id/network", Summary: "Long-poll a host's desired network state (its agent)", Roles: agent, Query: []string{"version", "wait"}, Out: types.HostNetwork{}},
+		{Method: http.MethodGet, Path: "/v1/hosts/:id/network", Summary: "Long-poll a host's desired network state (its agent)", Roles: infraAgent, Query: []string{"version", "wait"}, Out: types.HostNetwork{}},
 		{Method: http.MethodPut, Path: "/v1/hosts/:id/network/endpoint", Summary: "The address a host's VXLAN tunnels use", Roles: agent, Body: types.TunnelEndpoint{}, Status: http.StatusNoContent},
 		{Method: http.MethodGet, Path: "/v1/hosts/:id/unknown-guests", Summary: "Managed guests a host runs that corrald has no server for", Roles: admin, Out: types.List[types.UnknownGuest]{}},
 		{Method: http.MethodPost, Path: "/v1/hosts/:id/unknown-guests/:server_id/adopt", Summary: "Rebuild the server record of an unknown guest", Roles: admin, Body: types.GuestAdopt{}, Status: http.StatusCreated, Out: types.Server{}},
