@@ -159,6 +159,14 @@ func (r *rig) node(name, mac, password string, extra ...string) (*sim.Node, type
 	return n, r.get(name)
 }
 
+// uniqueMAC is a MAC of this rig's own, from its random prefix: corrald
+// finds a node's switch port by MAC across the machine's Open vSwitch,
+// which other test runs share.
+func (r *rig) uniqueMAC() string {
+	p := r.prefix[len(r.prefix)-6:]
+	return "52:54:00:" + p[0:2] + ":" + p[2:4] + ":" + p[4:6]
+}
+
 // passwordFile writes a node's BMC password to a private file for
 // corralctl's --bmc-password-file (passwords never go on command lines).
 func (r *rig) passwordFile(name, password string) string {
@@ -266,7 +274,7 @@ func TestBaremetalPowerAndBMC(t *testing.T) {
 // cleans the node back to available.
 func TestBaremetalEndToEnd(t *testing.T) {
 	r := newRig(t, true)
-	mac := "52:54:00:7c:00:01"
+	mac := r.uniqueMAC()
 	sn, n := r.node("bm1", mac, "secret", "--provide")
 	n = r.wait(n.Name, 5*time.Minute, "available", func(n types.Node) bool { return n.State == types.NodeAvailable || n.State == types.NodeError })
 	if n.State != types.NodeAvailable || n.Hardware.CPUs < 1 || n.Hardware.RAMMiB < 128 || n.Hardware.DiskGiB() < 1 {
