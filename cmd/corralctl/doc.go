@@ -58,7 +58,7 @@
 //
 // # Waiting
 //
-// server create, start, stop, reboot, update --desired-state and delete
+// server create, start, stop, update --desired-state and delete
 // take --wait: corralctl returns when the server is active, stopped or gone,
 // printing each change of state to standard error, and exits 1 with the
 // server's fault (or its bare-metal node's last error) when it ends in

@@ -125,7 +125,8 @@ last error) if it ends in error.`,
 		listCommand(a, k), showCommand(a, k), create, update, a.serverDelete(k),
 		a.serverAction(k, types.ActionStart, "Start a stopped server", client.UntilActive),
 		a.serverAction(k, types.ActionStop, "Stop a server: graceful, forced after the host's stop timeout", client.UntilStopped),
-		a.serverAction(k, types.ActionReboot, "Reboot an active server", client.UntilActive))
+		// No --wait on reboot: the server stays active throughout.
+		a.serverAction(k, types.ActionReboot, "Reboot an active server", ""))
 }
 
 // changeServer makes a change (call) and prints the server, after
@@ -195,8 +196,8 @@ func (a *app) serverDelete(k *kind[types.Server]) *cobra.Command {
 	return cmd
 }
 
-// serverAction is "server start|stop|reboot ID|NAME"; with --wait it
-// returns when the server is in state until.
+// serverAction is "server start|stop|reboot ID|NAME"; with --wait (when
+// until is set) it returns when the server is in state until.
 func (a *app) serverAction(k *kind[types.Server], action, short string, until client.Until) *cobra.Command {
 	var w waitFlags
 	cmd := &cobra.Command{
@@ -211,7 +212,9 @@ func (a *app) serverAction(k *kind[types.Server], action, short string, until cl
 			})
 		}),
 	}
-	w.add(cmd, string(until))
+	if until != "" {
+		w.add(cmd, string(until))
+	}
 	return cmd
 }
 
