@@ -1,5 +1,12 @@
 // Package client is the Go client of Corral's /v1 API, used by corralctl,
 // corral-agent and the end-to-end tests.
+//
+// Each resource has typed calls: c.Servers().Create, Get, List, ListAll,
+// Update, Delete and Wait; c.Nodes().ProvisionJSON, c.Images().UploadJSON
+// and so on. Each resource's Collection makes the same calls in the API's
+// own JSON, for callers that print answers as they come (corralctl). The
+// generic Get, List, Create and Update, and the agent's calls on Client
+// (RegisterHost, Heartbeat, WatchGuests …), remain.
 package client
 
 import (

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corral-cloud/corral/api/openapi"
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/corral-cloud/corral/placement"
@@ -173,6 +174,19 @@ func (s *Server) routes() {
 	v1.GET("/audit", s.listAudit)
 	v1.GET("/alerts", s.listAlerts)
 	s.uiRoutes(e)
+	v1.GET("/openapi.json", s.openAPI)
+}
+
+// openAPI serves the OpenAPI 3 document of this API (api/openapi), built
+// from the same route table that api/server's tests compare with echo's.
+// Like every /v1 route it needs a token, of any role: the route list is
+// the same for everyone, but it is not handed to anonymous scanners.
+func (s *Server) openAPI(c echo.Context) error {
+	doc, err := openapi.JSON()
+	if err != nil {
+		return err
+	}
+	return c.JSONBlob(http.StatusOK, doc)
 }
 
 func (s *Server) healthz(c echo.Context) error {

@@ -159,6 +159,14 @@ func (r *rig) node(name, mac, password string, extra ...string) (*sim.Node, type
 	return n, r.get(name)
 }
 
+// uniqueMAC is a MAC of this rig's own, from its random prefix: corrald
+// finds a node's switch port by MAC across the machine's Open vSwitch,
+// which other test runs share.
+func (r *rig) uniqueMAC() string {
+	p := r.prefix[len(r.prefix)-6:]
+	return "52:54:00:" + p[0:2] + ":" + p[2:4] + ":" + p[4:6]
+}
+
 // passwordFile writes a node's BMC password to a private file for
 // corralctl's --bmc-password-file (passwords never go on command lines).
 func (r *rig) passwordFile(name, password string) string {
@@ -266,32 +274,30 @@ func TestBaremetalPowerAndBMC(t *testing.T) {
 // cleans the node back to available.
 func TestBaremetalEndToEnd(t *testing.T) {
 	r := newRig(t, true)
-	mac := "52:54:00:7c:00:01"
+	mac := r.uniqueMAC()
 	sn, n := r.node("bm1", mac, "secret", "--provide")
 	n = r.wait(n.Name, 5*time.Minute, "available", func(n types.Node) bool { return n.State == types.NodeAvailable || n.State == types.NodeError })
 	if n.State != types.NodeAvailable || n.Hardware.CPUs < 1 || n.Hardware.RAMMiB < 128 || n.Hardware.DiskGiB() < 1 {
 		t.Fatalf("after inspection: %s %q hardware %+v", n.State, n.LastError, n.Hardware)
 	}
+	// corralctl --wait returns once the node is deployed (issue 15), with
+	// the node's provision states as progress on stderr.
 	start := time.Now()
-	out := r.ctl("server", "create", "metal-1", "--kind", "baremetal", "--flavor", "metal", "--image", "bm-image", "--project", "p")
+	out := r.ctl("server", "create", "metal-1", "--kind", "baremetal", "--flavor", "metal", "--image", "bm-image", "--project", "p",
+		"--wait", "--wait-timeout", "8m")
 	if !strings.Contains(out, n.ID) {
 		t.Fatalf("server not placed on the node: %s", out)
 	}
-	var srv types.Server
-	deadline := time.Now().Add(8 * time.Minute)
-	for {
-		l, err := client.ListAll[types.Server](ctx, r.admin, "/v1/servers", nil)
-		if err != nil || len(l) != 1 {
-			t.Fatalf("servers = %+v, %v", l, err)
-		}
-		srv = l[0]
-		if srv.State == types.ServerActive || srv.State == types.ServerError || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
+	l, err := client.ListAll[types.Server](ctx, r.admin, "/v1/servers", nil)
+	if err != nil || len(l) != 1 {
+		t.Fatalf("servers = %+v, %v", l, err)
 	}
+	srv := l[0]
 	if srv.State != types.ServerActive {
-		t.Fatalf("server %s: %s %q; node %+v", srv.ID, srv.State, srv.Fault, r.get(n.Name))
+		t.Fatalf("corralctl --wait returned with server %s %s %q; node %+v\n%s", srv.ID, srv.State, srv.Fault, r.get(n.Name), out)
+	}
+	if !strings.Contains(out, "node bm1 deploying") {
+		t.Errorf("create --wait showed no deploy progress:\n%s", out)
 	}
 	t.Logf("create → active in %s", time.Since(start).Round(time.Second))
 	n = r.get(n.Name)
@@ -306,7 +312,10 @@ func TestBaremetalEndToEnd(t *testing.T) {
 		t.Error("the agent never reported writing and reading back the image")
 	}
 
-	r.ctl("server", "delete", srv.ID)
+	out = r.ctl("server", "delete", srv.ID, "--wait", "--wait-timeout", "5m")
+	if _, err := client.Get[types.Server](ctx, r.admin, "/v1/servers/"+srv.ID); client.Code(err) != types.CodeNotFound {
+		t.Errorf("after delete --wait the server answers %v, want not_found\n%s", err, out)
+	}
 	r.wait(n.Name, 5*time.Minute, "cleaned", func(n types.Node) bool { return n.State == types.NodeAvailable || n.State == types.NodeError })
 	if n = r.get(n.Name); n.State != types.NodeAvailable || n.ServerID != "" {
 		t.Fatalf("after delete: %s %q", n.State, n.LastError)

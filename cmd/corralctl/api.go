@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/corral-cloud/corral/api/client"
@@ -80,25 +79,20 @@ func (a *api) retry(ctx context.Context, call func() error) error {
 	}
 }
 
-// objectPath returns the path of one object of a collection.
-func objectPath(collection, id string) string {
-	return collection + "/" + url.PathEscape(id)
-}
-
-// get fetches one object as the API's JSON.
-func (a *api) get(ctx context.Context, path string) (json.RawMessage, error) {
+// get fetches one object of col as the API's JSON.
+func (a *api) get(ctx context.Context, col client.Collection, id string) (json.RawMessage, error) {
 	var out json.RawMessage
 	err := a.retry(ctx, func() error {
 		var err error
-		out, err = client.Get[json.RawMessage](ctx, a.c, path)
+		out, err = col.GetJSON(ctx, id)
 		return err
 	})
 	return out, err
 }
 
-// list fetches one page, or with all every page, and returns the items
-// and the cursor of the next page ("" after the last one).
-func (a *api) list(ctx context.Context, path string, q url.Values, all bool) ([]json.RawMessage, string, error) {
+// list fetches one page of col, or with all every page, and returns the
+// items and the cursor of the next page ("" after the last one).
+func (a *api) list(ctx context.Context, col client.Collection, q url.Values, all bool) ([]json.RawMessage, string, error) {
 	q2 := url.Values{}
 	for k, v := range q {
 		q2[k] = v
@@ -108,7 +102,7 @@ func (a *api) list(ctx context.Context, path string, q url.Values, all bool) ([]
 		var page types.List[json.RawMessage]
 		err := a.retry(ctx, func() error {
 			var err error
-			page, err = client.List[json.RawMessage](ctx, a.c, path, q2)
+			page, err = col.ListJSON(ctx, q2)
 			return err
 		})
 		if err != nil {
@@ -122,13 +116,13 @@ func (a *api) list(ctx context.Context, path string, q url.Values, all bool) ([]
 	}
 }
 
-// create posts body to a collection. With an idempotency key the call is
-// retried, and corrald answers a repeat with the first result.
-func (a *api) create(ctx context.Context, path string, body any, key string) (json.RawMessage, error) {
+// create posts body to col. With an idempotency key the call is retried,
+// and corrald answers a repeat with the first result.
+func (a *api) create(ctx context.Context, col client.Collection, body any, key string) (json.RawMessage, error) {
 	var out json.RawMessage
 	call := func() error {
 		var err error
-		out, err = client.Create[json.RawMessage](ctx, a.c, path, body, key)
+		out, err = col.CreateJSON(ctx, body, key)
 		return err
 	}
 	if key == "" {
@@ -137,35 +131,24 @@ func (a *api) create(ctx context.Context, path string, body any, key string) (js
 	return out, a.retry(ctx, call)
 }
 
-// ifMatchHeader returns the header for a conditional call on revision rev,
-// or nil when rev is 0 (unconditional).
-func ifMatchHeader(rev int64) http.Header {
-	if rev == 0 {
-		return nil
-	}
-	return http.Header{"If-Match": {strconv.Quote(strconv.FormatInt(rev, 10))}}
+// update patches object id of col, at revision ifMatch when it is not 0.
+// It is not retried: after a lost answer the revision has moved on.
+func (a *api) update(ctx context.Context, col client.Collection, id string, body any, ifMatch int64) (json.RawMessage, error) {
+	return col.UpdateJSON(ctx, id, body, ifMatch)
 }
 
-// update patches an object, at revision ifMatch when it is not 0. It is
-// not retried: after a lost answer the revision has moved on.
-func (a *api) update(ctx context.Context, path string, body any, ifMatch int64) (json.RawMessage, error) {
-	var out json.RawMessage
-	_, err := a.c.Do(ctx, client.Request{Method: http.MethodPatch, Path: path, Body: body, Header: ifMatchHeader(ifMatch)}, &out)
-	return out, err
-}
-
-// delete deletes an object, at revision ifMatch when it is not 0. It is
-// not retried: a repeat after a lost answer would report not_found.
-func (a *api) delete(ctx context.Context, path string, ifMatch int64) error {
-	_, err := a.c.Do(ctx, client.Request{Method: http.MethodDelete, Path: path, Header: ifMatchHeader(ifMatch)}, nil)
-	return err
+// delete deletes object id of col, at revision ifMatch when it is not 0,
+// and returns the answer's body (the object while its deletion goes on,
+// nil once gone). It is not retried: a repeat after a lost answer would
+// report not_found.
+func (a *api) delete(ctx context.Context, col client.Collection, id string, ifMatch int64) (json.RawMessage, error) {
+	return col.DeleteJSON(ctx, id, ifMatch)
 }
 
 // uploadImage streams the file at path as the data of image id (an ID or
 // name); the file is never read into memory whole.
 func (a *api) uploadImage(ctx context.Context, id string, f *os.File) (json.RawMessage, error) {
-	var out json.RawMessage
-	_, err := a.upload.Do(ctx, client.Request{Method: http.MethodPut, Path: objectPath("/v1/images", id) + "/file", Body: f}, &out)
+	out, err := a.upload.Images().UploadJSON(ctx, id, f)
 	if err != nil {
 		return nil, fmt.Errorf("upload %s: %w", f.Name(), err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/corral-cloud/corral/api/client"
 	"strconv"
 
 	"github.com/corral-cloud/corral/api/types"
@@ -12,9 +13,9 @@ import (
 // aggregates, flavors and projects.
 
 var regionKind = &kind[types.Region]{
-	name: "region", plural: "regions", path: "/v1/regions", lookup: byAPI,
+	name: "region", plural: "regions", res: func(c *client.Client) client.Collection { return c.Regions().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "DESCRIPTION"},
-	row:     func(r types.Region) []string { return []string{r.ID, r.Name, r.Description} },
+	row:     func(r types.Region, n *names) []string { return []string{r.ID, r.Name, r.Description} },
 }
 
 func (a *app) regionCommand() *cobra.Command {
@@ -31,9 +32,11 @@ func (a *app) regionCommand() *cobra.Command {
 }
 
 var zoneKind = &kind[types.Zone]{
-	name: "zone", plural: "zones", path: "/v1/zones", lookup: byAPI,
+	name: "zone", plural: "zones", res: func(c *client.Client) client.Collection { return c.Zones().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "REGION", "DESCRIPTION"},
-	row:     func(z types.Zone) []string { return []string{z.ID, z.Name, z.RegionID, z.Description} },
+	row: func(z types.Zone, n *names) []string {
+		return []string{z.ID, z.Name, n.region(z.RegionID), z.Description}
+	},
 	filters: []filter{{flag: "region", param: "region", usage: "only zones in this region (ID or name)"}},
 }
 
@@ -53,9 +56,9 @@ func (a *app) zoneCommand() *cobra.Command {
 }
 
 var aggregateKind = &kind[types.Aggregate]{
-	name: "aggregate", plural: "aggregates", path: "/v1/aggregates", lookup: byAPI,
+	name: "aggregate", plural: "aggregates", res: func(c *client.Client) client.Collection { return c.Aggregates().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "TRAITS", "CPU-RATIO", "RAM-RATIO", "WEIGHER"},
-	row: func(g types.Aggregate) []string {
+	row: func(g types.Aggregate, n *names) []string {
 		return []string{g.ID, g.Name, join(g.Traits), ratio(g.CPUAllocationRatio), ratio(g.RAMAllocationRatio), g.Weigher}
 	},
 }
@@ -92,7 +95,7 @@ func (a *app) aggregateCommand() *cobra.Command {
 				CPUAllocationRatio: optional(cmd, "cpu-allocation-ratio", cf.cpuRatio),
 				RAMAllocationRatio: optional(cmd, "ram-allocation-ratio", cf.ramRatio),
 				ReservedMemoryMiB:  cf.reservedMiB, ReservedCPUs: cf.reserved, Weigher: cf.weigher, Description: cf.description}
-			_, err := a.createObject(ctx, k.path, in, key)
+			_, err := a.createObject(ctx, k.col(a), in, key)
 			return err
 		}),
 	}
@@ -136,9 +139,9 @@ func nonNil(v []string) []string {
 }
 
 var flavorKind = &kind[types.Flavor]{
-	name: "flavor", plural: "flavors", path: "/v1/flavors", lookup: byAPI,
+	name: "flavor", plural: "flavors", res: func(c *client.Client) client.Collection { return c.Flavors().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "KIND", "VCPUS", "RAM-MIB", "DISK-GIB", "HUGEPAGES"},
-	row: func(f types.Flavor) []string {
+	row: func(f types.Flavor, n *names) []string {
 		return []string{f.ID, f.Name, f.Kind, itoa(f.VCPUs), itoa(f.RAMMiB), itoa(f.DiskGiB), strconv.FormatBool(f.Hugepages)}
 	},
 	filters: []filter{{flag: "kind", param: "kind", usage: "only flavors of this kind: vm or baremetal"}},
@@ -172,9 +175,9 @@ func (a *app) flavorCommand() *cobra.Command {
 }
 
 var projectKind = &kind[types.Project]{
-	name: "project", plural: "projects", path: "/v1/projects", lookup: byAPI,
+	name: "project", plural: "projects", res: func(c *client.Client) client.Collection { return c.Projects().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "DESCRIPTION"},
-	row:     func(p types.Project) []string { return []string{p.ID, p.Name, p.Description} },
+	row:     func(p types.Project, n *names) []string { return []string{p.ID, p.Name, p.Description} },
 }
 
 func (a *app) projectCommand() *cobra.Command {

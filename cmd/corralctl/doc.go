@@ -10,8 +10,10 @@
 //	corralctl flavor create m1.small --vcpus 2 --ram-mib 2048 --disk-gib 20
 //	corralctl image create debian-12 --disk-format qcow2 --file debian-12.qcow2
 //	corralctl project create games
-//	corralctl server create web-1 --kind vm --flavor m1.small --image debian-12 --project games
+//	corralctl server create web-1 --kind vm --flavor m1.small --image debian-12 --project games --wait
 //	corralctl server list --project games --all -o json
+//	corralctl server list -o wide
+//	corralctl server stop web-1 --wait
 //	corralctl server update web-1 --desired-state stopped --if-match 3
 //	corralctl host update hv-17 --state maintenance
 //	corralctl token create ci --role member --project games --expires-in 720h
@@ -45,11 +47,22 @@
 // # Output
 //
 // --output table (the default) prints lists as aligned columns and single
-// objects as "key: value" lines. --output json prints the API's JSON,
-// indented: an object for show, create and update, and for list the array of
-// items (of every page with --all). delete prints "deleted <kind> <name>"
-// for each object in table mode and nothing in json mode. Messages meant
-// for people, such as a note that more pages exist, go to standard error.
+// objects as "key: value" lines; --output wide adds columns. Tables show
+// the names of projects, flavors, hosts, nodes and zones (racks) where the
+// API gives IDs, listing each kind once per invocation. --output json prints
+// the API's JSON, indented, and --output yaml the same as YAML: an object
+// for show, create and update, and for list the array of items (of every
+// page with --all). delete prints "deleted <kind> <name>" for each object
+// in table mode and nothing in json or yaml mode. Messages meant for people,
+// such as a note that more pages exist, go to standard error.
+//
+// # Waiting
+//
+// server create, start, stop, update --desired-state and delete
+// take --wait: corralctl returns when the server is active, stopped or gone,
+// printing each change of state to standard error, and exits 1 with the
+// server's fault (or its bare-metal node's last error) when it ends in
+// error, or when --wait-timeout (default 20 minutes) runs out.
 //
 // # Retries and idempotency
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/corral-cloud/corral/api/client"
 	"os"
 
 	"github.com/corral-cloud/corral/api/types"
@@ -11,9 +12,9 @@ import (
 )
 
 var imageKind = &kind[types.Image]{
-	name: "image", plural: "images", path: "/v1/images", lookup: byAPI,
+	name: "image", plural: "images", res: func(c *client.Client) client.Collection { return c.Images().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "FORMAT", "STATUS", "SIZE", "MIN-DISK-GIB"},
-	row: func(i types.Image) []string {
+	row: func(i types.Image, n *names) []string {
 		size := ""
 		if i.Status == types.ImageActive {
 			size = byteSize(i.SizeBytes)
@@ -36,7 +37,7 @@ data. Without --file the image stays queued until "corralctl image upload".`,
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
 			in.Name = args[0]
 			if file == "" {
-				_, err := a.createObject(ctx, k.path, in, key)
+				_, err := a.createObject(ctx, k.col(a), in, key)
 				return err
 			}
 			// Open the file first, so that a wrong path creates nothing.
@@ -49,7 +50,7 @@ data. Without --file the image stays queued until "corralctl image upload".`,
 			if !rerun {
 				key = newIdempotencyKey()
 			}
-			raw, err := a.api.create(ctx, k.path, in, key)
+			raw, err := a.api.create(ctx, k.col(a), in, key)
 			if err != nil {
 				return err
 			}
@@ -61,7 +62,7 @@ data. Without --file the image stays queued until "corralctl image upload".`,
 				// The same command may have run before with this key, and
 				// corrald then answers with the image as first created:
 				// look at it now, as its data can be written only once.
-				if raw, err = a.api.get(ctx, objectPath(k.path, img.ID)); err != nil {
+				if raw, err = a.api.get(ctx, k.col(a), img.ID); err != nil {
 					return err
 				}
 				if err := json.Unmarshal(raw, &img); err != nil {

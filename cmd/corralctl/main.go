@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -112,7 +113,7 @@ Exit status: 0 on success, 1 for an API or other error, 2 for a usage error.`,
 	pf.StringVar(&a.flags.Token, "token", "", "API token (env "+envToken+")")
 	pf.StringVar(&a.flags.TokenFile, "token-file", "", "file holding the API token (env "+envTokenFile+")")
 	pf.StringVar(&a.configPath, "config", "", "configuration file (env "+envConfig+"; default $XDG_CONFIG_HOME/corral/config.json or ~/.config/corral/config.json)")
-	pf.StringVarP(&a.output, "output", "o", formatTable, "output format: table or json")
+	pf.StringVarP(&a.output, "output", "o", formatTable, "output format: table, wide (a table with more columns), json or yaml")
 	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "time limit of each request; 0 means none")
 	root.AddCommand(
 		a.regionCommand(), a.zoneCommand(), a.aggregateCommand(), a.flavorCommand(), a.imageCommand(),
@@ -187,8 +188,8 @@ func (a *app) action(fn func(ctx context.Context, cmd *cobra.Command, args []str
 
 // setup checks the global flags and resolves the connection settings.
 func (a *app) setup() error {
-	if a.output != formatTable && a.output != formatJSON {
-		return usagef("--output %q: want %s or %s", a.output, formatTable, formatJSON)
+	if !slices.Contains(formats, a.output) {
+		return usagef("--output %q: want one of %s", a.output, strings.Join(formats, ", "))
 	}
 	if a.flags.Token != "" && a.flags.TokenFile != "" {
 		return usagef("--token and --token-file exclude each other")
@@ -216,10 +217,14 @@ func (a *app) setup() error {
 	return nil
 }
 
-// printObject prints one object: its JSON, or "key: value" lines.
+// printObject prints one object: its JSON or YAML, or "key: value"
+// lines (which show every field, in table and wide output alike).
 func (a *app) printObject(raw json.RawMessage) error {
-	if a.output == formatJSON {
+	switch a.output {
+	case formatJSON:
 		return writeJSON(a.stdout, raw)
+	case formatYAML:
+		return writeYAML(a.stdout, raw)
 	}
 	fields, err := flattenObject(raw)
 	if err != nil {
@@ -227,6 +232,10 @@ func (a *app) printObject(raw json.RawMessage) error {
 	}
 	return writeFields(a.stdout, fields)
 }
+
+// tabular reports whether the output is a table (table or wide), where
+// commands also print short confirmations such as "deleted server web-1".
+func (a *app) tabular() bool { return a.output == formatTable || a.output == formatWide }
 
 // notef writes a message for people to stderr.
 func (a *app) notef(format string, args ...any) {

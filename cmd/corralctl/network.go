@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/corral-cloud/corral/api/client"
 	"strings"
 
 	"github.com/corral-cloud/corral/api/types"
@@ -13,44 +14,37 @@ import (
 // security groups.
 
 var networkKind = &kind[types.Network]{
-	name: "network", plural: "networks", path: "/v1/networks", lookup: byAPI,
+	name: "network", plural: "networks", res: func(c *client.Client) client.Collection { return c.Networks().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "SEGMENT", "PROJECT"},
-	row: func(n types.Network) []string {
-		seg := fmt.Sprintf("%s/%d", n.SegmentType, n.SegmentID)
-		switch {
-		case n.SegmentType == types.SegmentFlat:
-			seg = "flat@" + n.Physnet
-		case n.Physnet != "":
-			seg += "@" + n.Physnet
-		}
-		return []string{n.ID, n.Name, seg, n.ProjectID}
+	row: func(w types.Network, n *names) []string {
+		return []string{w.ID, w.Name, segment(w), n.project(w.ProjectID)}
 	},
 	filters: []filter{{flag: "project", param: "project", usage: "only networks of this project (ID or name)"},
 		{flag: "physnet", param: "physnet", usage: "only provider networks of this physical network"}},
 }
 
 var subnetKind = &kind[types.Subnet]{
-	name: "subnet", plural: "subnets", path: "/v1/subnets", lookup: byAPI,
+	name: "subnet", plural: "subnets", res: func(c *client.Client) client.Collection { return c.Subnets().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "NETWORK", "CIDR", "GATEWAY", "POOLS"},
-	row: func(s types.Subnet) []string {
+	row: func(s types.Subnet, n *names) []string {
 		var pools []string
 		for _, p := range s.AllocationPools {
 			pools = append(pools, p.Start+"-"+p.End)
 		}
-		return []string{s.ID, s.Name, s.NetworkID, s.CIDR, s.GatewayIP, join(pools)}
+		return []string{s.ID, s.Name, n.network(s.NetworkID), s.CIDR, s.GatewayIP, join(pools)}
 	},
 	filters: []filter{{flag: "network", param: "network", usage: "only subnets of this network (ID or name)"}},
 }
 
 var portKind = &kind[types.Port]{
-	name: "port", plural: "ports", path: "/v1/ports", lookup: byScan, idPrefix: "port-",
+	name: "port", plural: "ports", res: func(c *client.Client) client.Collection { return c.Ports().Collection }, lookup: byScan, idPrefix: "port-",
 	headers: []string{"ID", "NAME", "NETWORK", "MAC", "IPS", "SERVER", "HOST"},
-	row: func(p types.Port) []string {
+	row: func(p types.Port, n *names) []string {
 		var ips []string
 		for _, ip := range p.FixedIPs {
 			ips = append(ips, ip.IPAddress)
 		}
-		return []string{p.ID, p.Name, p.NetworkID, p.MACAddress, join(ips), p.DeviceID, p.HostID}
+		return []string{p.ID, p.Name, n.network(p.NetworkID), p.MACAddress, join(ips), p.DeviceID, n.host(p.HostID)}
 	},
 	filters: []filter{
 		{flag: "network", param: "network", usage: "only ports of this network (ID or name)"},
@@ -61,10 +55,10 @@ var portKind = &kind[types.Port]{
 }
 
 var securityGroupKind = &kind[types.SecurityGroup]{
-	name: "security group", plural: "security groups", path: "/v1/security-groups", lookup: byAPI,
+	name: "security group", plural: "security groups", res: func(c *client.Client) client.Collection { return c.SecurityGroups().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "PROJECT", "RULES"},
-	row: func(g types.SecurityGroup) []string {
-		return []string{g.ID, g.Name, g.ProjectID, fmt.Sprint(len(g.Rules))}
+	row: func(g types.SecurityGroup, n *names) []string {
+		return []string{g.ID, g.Name, n.project(g.ProjectID), fmt.Sprint(len(g.Rules))}
 	},
 	filters: []filter{{flag: "project", param: "project", usage: "only groups of this project (ID or name)"}},
 }
@@ -113,7 +107,7 @@ func (a *app) subnetCommand() *cobra.Command {
 			}
 			in.AllocationPools = append(in.AllocationPools, types.IPRange{Start: start, End: end})
 		}
-		_, err := a.createObject(ctx, k.path, in, key)
+		_, err := a.createObject(ctx, k.col(a), in, key)
 		return err
 	})
 	f := create.Flags()
@@ -152,7 +146,7 @@ func (a *app) portCommand() *cobra.Command {
 		if cmd.Flags().Changed("security-group") {
 			in.SecurityGroups = &groups
 		}
-		_, err := a.createObject(ctx, k.path, in, key)
+		_, err := a.createObject(ctx, k.col(a), in, key)
 		return err
 	})
 	f := create.Flags()
@@ -228,7 +222,7 @@ func (a *app) securityGroupCommand() *cobra.Command {
 					}
 				}
 			}
-			_, err := a.createObject(ctx, objectPath(k.path, args[0])+"/rules", rule, key)
+			_, err := a.createObject(ctx, k.col(a).Sub(args[0], "rules"), rule, key)
 			return err
 		}),
 	}
@@ -243,10 +237,10 @@ func (a *app) securityGroupCommand() *cobra.Command {
 	ruleDelete := &cobra.Command{
 		Use: "rule-delete GROUP RULE-ID", Short: "Remove a rule", Args: cobra.ExactArgs(2),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			if err := a.api.delete(ctx, objectPath(k.path, args[0])+"/rules/"+args[1], 0); err != nil {
+			if _, err := a.api.delete(ctx, k.col(a).Sub(args[0], "rules"), args[1], 0); err != nil {
 				return err
 			}
-			if a.output == formatTable {
+			if a.tabular() {
 				fmt.Fprintf(a.stdout, "deleted rule %s\n", args[1])
 			}
 			return nil
@@ -265,4 +259,17 @@ func addressPairs(v []string) []types.AddressPair {
 		out = append(out, types.AddressPair{IPAddress: ip, MACAddress: mac})
 	}
 	return out
+}
+
+// segment shows a network's segment: "vlan/300", "vxlan/5000", with
+// "@physnet" for a provider network ("flat@datacentre" for a flat one).
+func segment(n types.Network) string {
+	seg := fmt.Sprintf("%s/%d", n.SegmentType, n.SegmentID)
+	switch {
+	case n.SegmentType == types.SegmentFlat:
+		seg = "flat@" + n.Physnet
+	case n.Physnet != "":
+		seg += "@" + n.Physnet
+	}
+	return seg
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 
@@ -15,14 +14,18 @@ import (
 )
 
 var nodeKind = &kind[types.Node]{
-	name: "node", plural: "nodes", path: "/v1/nodes", lookup: byAPI,
+	name: "node", plural: "nodes", res: func(c *client.Client) client.Collection { return c.Nodes().Collection }, lookup: byAPI,
 	headers: []string{"ID", "NAME", "STATE", "POWER", "BMC", "ZONE", "SERVER", "LAST-ERROR"},
-	row: func(n types.Node) []string {
-		power := n.PowerState
-		if n.BMCFault != "" {
+	row: func(d types.Node, n *names) []string {
+		power := d.PowerState
+		if d.BMCFault != "" {
 			power += " (bmc fault)"
 		}
-		return []string{n.ID, n.Name, n.State, power, n.BMC.Address + ":" + itoa(int64(n.BMC.Port)), n.ZoneID, n.ServerID, n.LastError}
+		return []string{d.ID, d.Name, d.State, power, d.BMC.Address + ":" + itoa(int64(d.BMC.Port)), n.zone(d.ZoneID), n.server(d.ServerID), d.LastError}
+	},
+	wide: []string{"REGION", "AGGREGATE", "MACS", "CPUS", "RAM-MIB"},
+	wideRow: func(d types.Node, n *names) []string {
+		return []string{n.region(d.RegionID), n.aggregate(d.AggregateID), join(d.MACs), itoa(d.Hardware.CPUs), itoa(d.Hardware.RAMMiB)}
 	},
 	filters: []filter{
 		{flag: "region", param: "region", usage: "only nodes in this region (ID or name)"},
@@ -61,7 +64,7 @@ of the machine and the shell history would see it. Its first line is used.`,
 				hw.Disks = []types.NodeDisk{{Name: "disk0", SizeBytes: disk << 30}}
 				in.Hardware = &hw
 			}
-			_, err = a.createObject(ctx, k.path, in, key)
+			_, err = a.createObject(ctx, k.col(a), in, key)
 			return err
 		}),
 	}
@@ -88,19 +91,20 @@ of the machine and the shell history would see it. Its first line is used.`,
 	create.MarkFlagsMutuallyExclusive("bmc-password-file", "bmc-password-stdin")
 	addIdempotencyFlag(create, &key)
 
-	post := func(use, short, path string, body func(args []string) any, method string) *cobra.Command {
+	nodeCall := func(use, short string, call func(ctx context.Context, nodes client.Nodes, args []string) (json.RawMessage, error)) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(2),
 			RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-				var out json.RawMessage
-				_, err := a.api.c.Do(ctx, client.Request{Method: method, Path: objectPath(k.path, args[0]) + path, Body: body(args)}, &out)
+				out, err := call(ctx, a.api.c.Nodes(), args)
 				if err != nil {
 					return err
 				}
 				return a.printObject(out)
 			})}
 	}
-	provision := post("provision ID|NAME manage|provide|inspect|maintenance|clean", "Move a node toward a provisioning target",
-		"/provision", func(args []string) any { return types.NodeProvision{Target: args[1]} }, http.MethodPost)
+	provision := nodeCall("provision ID|NAME manage|provide|inspect|maintenance|clean", "Move a node toward a provisioning target",
+		func(ctx context.Context, nodes client.Nodes, args []string) (json.RawMessage, error) {
+			return nodes.ProvisionJSON(ctx, args[0], types.NodeProvision{Target: args[1]})
+		})
 	var quick bool
 	clean := &cobra.Command{Use: "clean ID|NAME", Short: "Erase the disks of an idle node (manageable or available)",
 		Long: `Erase the disks of an idle node without a server: the deploy ramdisk
@@ -110,26 +114,29 @@ each disk (partition tables, RAID and LVM metadata). The node returns to
 the state it was in.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			var out json.RawMessage
-			_, err := a.api.c.Do(ctx, client.Request{Method: http.MethodPost, Path: objectPath(k.path, args[0]) + "/provision",
-				Body: types.NodeProvision{Target: types.TargetClean, Quick: quick}}, &out)
+			out, err := a.api.c.Nodes().ProvisionJSON(ctx, args[0], types.NodeProvision{Target: types.TargetClean, Quick: quick})
 			if err != nil {
 				return err
 			}
 			return a.printObject(out)
 		})}
 	clean.Flags().BoolVar(&quick, "quick", false, "wipe disk metadata only")
-	power := post("power ID|NAME on|off|cycle|soft_off", "Power a node on or off through its BMC",
-		"/power", func(args []string) any { return types.NodePower{State: args[1]} }, http.MethodPut)
+	power := nodeCall("power ID|NAME on|off|cycle|soft_off", "Power a node on or off through its BMC",
+		func(ctx context.Context, nodes client.Nodes, args []string) (json.RawMessage, error) {
+			return nodes.PowerJSON(ctx, args[0], types.NodePower{State: args[1]})
+		})
 
 	events := &cobra.Command{Use: "events ID|NAME", Short: "Show a node's history: transitions and power changes", Args: cobra.ExactArgs(1),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			items, _, err := a.api.list(ctx, objectPath(k.path, args[0])+"/events", nil, true)
+			items, _, err := a.api.list(ctx, k.col(a).Sub(args[0], "events"), nil, true)
 			if err != nil {
 				return err
 			}
-			if a.output == formatJSON {
+			switch a.output {
+			case formatJSON:
 				return writeJSONItems(a.stdout, items)
+			case formatYAML:
+				return writeYAMLItems(a.stdout, items)
 			}
 			rows := make([][]string, 0, len(items))
 			for _, raw := range items {

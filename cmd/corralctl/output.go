@@ -8,13 +8,42 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Output formats.
 const (
 	formatTable = "table"
+	formatWide  = "wide" // a table with more columns
 	formatJSON  = "json"
+	formatYAML  = "yaml"
 )
+
+// formats lists the output formats, for messages.
+var formats = []string{formatTable, formatWide, formatJSON, formatYAML}
+
+// writeYAML prints raw JSON as YAML: the same field names and values.
+func writeYAML(w io.Writer, raw []byte) error {
+	out, err := yaml.JSONToYAML(raw)
+	if err != nil {
+		return fmt.Errorf("format YAML answer: %w", err)
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+// writeYAMLItems prints items as one YAML list ("[]" when empty).
+func writeYAMLItems(w io.Writer, items []json.RawMessage) error {
+	if items == nil {
+		items = []json.RawMessage{}
+	}
+	raw, err := json.Marshal(items)
+	if err != nil {
+		return fmt.Errorf("format YAML answer: %w", err)
+	}
+	return writeYAML(w, raw)
+}
 
 // none is shown for an empty value in tables and "key: value" lines.
 const none = "-"

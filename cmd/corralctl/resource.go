@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -33,16 +34,20 @@ const (
 // its wire type, decoded only to fill table rows: JSON output and "key:
 // value" lines work from the API's JSON.
 type kind[T any] struct {
-	name   string // singular, as in messages: "server"
-	plural string // "servers"
-	path   string // the collection: "/v1/servers"
+	name   string                                 // singular, as in messages: "server"
+	plural string                                 // "servers"
+	res    func(*client.Client) client.Collection // the collection, e.g. Servers()
 	lookup lookup
 	// idPrefix starts the kind's IDs ("srv-"), for a lookup other than
 	// byAPI: an argument without it is taken for a name.
 	idPrefix string
 	headers  []string
-	row      func(T) []string
-	filters  []filter
+	// row renders one object; n turns IDs into names.
+	row func(v T, n *names) []string
+	// wide and wideRow are the extra columns of -o wide, after row's.
+	wide    []string
+	wideRow func(v T, n *names) []string
+	filters []filter
 }
 
 // filter is a list filter: a flag that sets a query parameter.
@@ -50,29 +55,57 @@ type filter struct {
 	flag, param, usage string
 }
 
-// rows decodes items and renders them as table rows.
-func (k *kind[T]) rows(items []json.RawMessage) ([][]string, error) {
+// col returns the kind's collection on a's connection.
+func (k *kind[T]) col(a *app) client.Collection { return k.res(a.api.c) }
+
+// rows decodes items and renders them as table rows, with the wide
+// columns (and the creation time) when wide.
+func (k *kind[T]) rows(n *names, items []json.RawMessage, wide bool) ([][]string, error) {
 	rows := make([][]string, 0, len(items))
 	for _, raw := range items {
 		var v T
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return nil, fmt.Errorf("read %s: %w", k.name, err)
 		}
-		rows = append(rows, k.row(v))
+		row := k.row(v, n)
+		if wide {
+			if k.wideRow != nil {
+				row = append(row, k.wideRow(v, n)...)
+			}
+			var m types.Meta
+			json.Unmarshal(raw, &m)
+			row = append(row, shortTime(m.CreatedAt))
+		}
+		rows = append(rows, row)
 	}
 	return rows, nil
 }
 
-// printList prints items as a table, or as one JSON array.
-func printList[T any](a *app, k *kind[T], items []json.RawMessage) error {
-	if a.output == formatJSON {
-		return writeJSONItems(a.stdout, items)
+// headersFor returns the table's headers in the output format.
+func (k *kind[T]) headersFor(output string) []string {
+	if output != formatWide {
+		return k.headers
 	}
-	rows, err := k.rows(items)
+	h := append(slices.Clone(k.headers), k.wide...)
+	return append(h, "CREATED")
+}
+
+// printList prints items as a table (wide: with more columns), or as one
+// JSON array or YAML list. Tables show names of projects, flavors, hosts
+// and zones (racks) where the API gives IDs, one list of each per
+// invocation.
+func printList[T any](ctx context.Context, a *app, k *kind[T], items []json.RawMessage) error {
+	switch a.output {
+	case formatJSON:
+		return writeJSONItems(a.stdout, items)
+	case formatYAML:
+		return writeYAMLItems(a.stdout, items)
+	}
+	rows, err := k.rows(newNames(ctx, a), items, a.output == formatWide)
 	if err != nil {
 		return err
 	}
-	return writeTable(a.stdout, k.headers, rows)
+	return writeTable(a.stdout, k.headersFor(a.output), rows)
 }
 
 // listCommand is "<kind> list" with the kind's filters, --limit, --cursor
@@ -107,11 +140,11 @@ func listCommand[T any](a *app, k *kind[T]) *cobra.Command {
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}
-		items, next, err := a.api.list(ctx, k.path, q, all)
+		items, next, err := a.api.list(ctx, k.col(a), q, all)
 		if err != nil {
 			return err
 		}
-		if err := printList(a, k, items); err != nil {
+		if err := printList(ctx, a, k, items); err != nil {
 			return err
 		}
 		if next != "" {
@@ -158,14 +191,14 @@ func deleteCommand[T any](a *app, k *kind[T], conditional bool) *cobra.Command {
 		for _, arg := range args {
 			id, err := resolveID(ctx, a, k, arg)
 			if err == nil {
-				err = a.api.delete(ctx, objectPath(k.path, id), ifMatch)
+				_, err = a.api.delete(ctx, k.col(a), id, ifMatch)
 			}
 			if err != nil {
 				printError(a.stderr, err)
 				failed = true
 				continue
 			}
-			if a.output == formatTable {
+			if a.tabular() {
 				fmt.Fprintf(a.stdout, "deleted %s %s\n", k.name, arg)
 			}
 		}
@@ -189,10 +222,10 @@ func fetch[T any](ctx context.Context, a *app, k *kind[T], arg string) (json.Raw
 			return nil, err
 		}
 		if id != "" {
-			return a.api.get(ctx, objectPath(k.path, id))
+			return a.api.get(ctx, k.col(a), id)
 		}
 	}
-	raw, err := a.api.get(ctx, objectPath(k.path, arg))
+	raw, err := a.api.get(ctx, k.col(a), arg)
 	if err == nil || k.lookup == byAPI || client.Code(err) != types.CodeNotFound || !strings.HasPrefix(arg, k.idPrefix) {
 		return raw, err
 	}
@@ -203,7 +236,7 @@ func fetch[T any](ctx context.Context, a *app, k *kind[T], arg string) (json.Raw
 	if id == "" {
 		return nil, err // the answer for the path: not found
 	}
-	return a.api.get(ctx, objectPath(k.path, id))
+	return a.api.get(ctx, k.col(a), id)
 }
 
 // resolveID returns what to put in the path of the object named arg: arg
@@ -230,7 +263,7 @@ func findByName[T any](ctx context.Context, a *app, k *kind[T], name string) (st
 	if k.lookup == byNameFilter {
 		q.Set("name", name)
 	}
-	items, _, err := a.api.list(ctx, k.path, q, true)
+	items, _, err := a.api.list(ctx, k.col(a), q, true)
 	if err != nil {
 		return "", err
 	}
@@ -277,7 +310,7 @@ func updateObject[T any](ctx context.Context, a *app, cmd *cobra.Command, k *kin
 	if err != nil {
 		return err
 	}
-	out, err := a.api.update(ctx, objectPath(k.path, id), body, ifMatch)
+	out, err := a.api.update(ctx, k.col(a), id, body, ifMatch)
 	if err != nil {
 		return err
 	}
@@ -286,11 +319,11 @@ func updateObject[T any](ctx context.Context, a *app, cmd *cobra.Command, k *kin
 
 // createObject posts body with an Idempotency-Key (key, or a new one for
 // this invocation) and prints the created object.
-func (a *app) createObject(ctx context.Context, path string, body any, key string) (json.RawMessage, error) {
+func (a *app) createObject(ctx context.Context, col client.Collection, body any, key string) (json.RawMessage, error) {
 	if key == "" {
 		key = newIdempotencyKey()
 	}
-	raw, err := a.api.create(ctx, path, body, key)
+	raw, err := a.api.create(ctx, col, body, key)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +361,7 @@ func createCommand[T any](a *app, k *kind[T], use, short string, body any, setNa
 		Use: use, Short: short, Args: cobra.ExactArgs(1),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
 			setName(args[0])
-			_, err := a.createObject(ctx, k.path, body, key)
+			_, err := a.createObject(ctx, k.col(a), body, key)
 			return err
 		}),
 	}

@@ -344,13 +344,18 @@ func TestCommands(t *testing.T) {
 			// up itself (members may not read hosts).
 			name: "server list filters, with a host name passed through",
 			args: []string{"server", "list", "--host", "hv-1", "--project", "games", "--state", "active"},
+			// The table names the project and flavor: one list of each.
 			routes: map[string]route{
-				"GET /v1/servers": reply(200, `{"items":[`+serverJSON+`]}`),
+				"GET /v1/servers":  reply(200, `{"items":[`+serverJSON+`]}`),
+				"GET /v1/projects": reply(200, `{"items":[{"id":"prj-1","name":"games"},{"id":"prj-2","name":"other"}]}`),
+				"GET /v1/flavors":  reply(200, `{"items":[{"id":"flv-1","name":"m1"}]}`),
 			},
 			wantStdout: "ID     NAME   KIND  STATE    PROJECT  FLAVOR  HOST\n" +
-				"srv-1  web-1  vm    pending  prj-1    flv-1   -\n",
+				"srv-1  web-1  vm    pending  games    m1      -\n",
 			want: []request{
 				{Method: "GET", Path: "/v1/servers", Query: "host=hv-1&project=games&state=active"},
+				{Method: "GET", Path: "/v1/projects", Query: "limit=1000"},
+				{Method: "GET", Path: "/v1/flavors", Query: "limit=1000"},
 			},
 		},
 		{
@@ -488,8 +493,8 @@ func TestUsageErrors(t *testing.T) {
 			"corralctl: invalid argument \"two\" for \"--vcpus\" flag: strconv.ParseInt: parsing \"two\": invalid syntax\nRun 'corralctl flavor create --help' for usage.\n"},
 		{"missing required flag", []string{"image", "create", "deb"},
 			"corralctl: required flag(s) \"disk-format\" not set\nRun 'corralctl image create --help' for usage.\n"},
-		{"bad output format", []string{"-o", "yaml", "region", "list"},
-			"corralctl: --output \"yaml\": want table or json\nRun 'corralctl region list --help' for usage.\n"},
+		{"bad output format", []string{"-o", "xml", "region", "list"},
+			"corralctl: --output \"xml\": want one of table, wide, json, yaml\nRun 'corralctl region list --help' for usage.\n"},
 		{"token and token file", []string{"--token", "x", "--token-file", "y", "region", "list"},
 			"corralctl: --token and --token-file exclude each other\nRun 'corralctl region list --help' for usage.\n"},
 		{"update without fields", []string{"region", "update", "dc1"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/corral-cloud/corral/api/client"
 	"strconv"
 	"time"
 
@@ -10,14 +11,14 @@ import (
 )
 
 var tokenKind = &kind[types.Token]{
-	name: "token", plural: "tokens", path: "/v1/tokens", lookup: byScan, idPrefix: "tok-",
+	name: "token", plural: "tokens", res: func(c *client.Client) client.Collection { return c.Tokens().Collection }, lookup: byScan, idPrefix: "tok-",
 	headers: []string{"ID", "NAME", "ROLE", "PROJECT", "HOST", "EXPIRES"},
-	row: func(t types.Token) []string {
+	row: func(t types.Token, n *names) []string {
 		exp := ""
 		if t.ExpiresAt != nil {
 			exp = shortTime(*t.ExpiresAt)
 		}
-		return []string{t.ID, t.Name, t.Role, t.ProjectID, t.HostID, exp}
+		return []string{t.ID, t.Name, t.Role, n.project(t.ProjectID), n.host(t.HostID), exp}
 	},
 	filters: []filter{
 		{flag: "role", param: "role", usage: "only tokens of this role"},
@@ -47,14 +48,14 @@ day, and the answer holds the secret. A failed call is therefore not retried.`,
 				}
 				in.ExpiresInSeconds = int64(expiresIn / time.Second)
 			}
-			raw, err := a.api.create(ctx, k.path, in, "")
+			raw, err := a.api.create(ctx, k.col(a), in, "")
 			if err != nil {
 				return err
 			}
 			if err := a.printObject(raw); err != nil {
 				return err
 			}
-			if a.output == formatTable {
+			if a.tabular() {
 				a.notef("store the secret now: it is not shown again")
 			}
 			return nil
@@ -71,9 +72,9 @@ day, and the answer holds the secret. A failed call is therefore not retried.`,
 }
 
 var auditKind = &kind[types.AuditEntry]{
-	name: "audit entry", plural: "audit entries", path: "/v1/audit", lookup: byAPI,
+	name: "audit entry", plural: "audit entries", res: func(c *client.Client) client.Collection { return c.Audit().Collection }, lookup: byAPI,
 	headers: []string{"ID", "AT", "TOKEN", "ROLE", "METHOD", "PATH", "STATUS", "RESOURCE"},
-	row: func(e types.AuditEntry) []string {
+	row: func(e types.AuditEntry, n *names) []string {
 		return []string{e.ID, shortTime(e.At), e.TokenID, e.Role, e.Method, e.Path, strconv.Itoa(e.Status), e.ResourceID}
 	},
 	filters: []filter{

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
 
 	"github.com/corral-cloud/corral/api/client"
 	"github.com/corral-cloud/corral/api/types"
@@ -17,7 +15,7 @@ import (
 var unknownGuestKind = &kind[types.UnknownGuest]{
 	name: "unknown guest", plural: "unknown guests",
 	headers: []string{"SERVER-ID", "NAME", "PROJECT", "FLAVOR", "VCPUS", "RAM-MIB", "STATE", "FIRST-SEEN", "DELETED"},
-	row: func(g types.UnknownGuest) []string {
+	row: func(g types.UnknownGuest, n *names) []string {
 		deleted := ""
 		if g.Tombstone != nil {
 			deleted = shortTime(g.Tombstone.DeletedAt)
@@ -27,8 +25,8 @@ var unknownGuestKind = &kind[types.UnknownGuest]{
 	},
 }
 
-func unknownGuestsPath(host string) string {
-	return objectPath(hostKind.path, host) + "/unknown-guests"
+func unknownGuests(a *app, host string) client.Collection {
+	return a.api.c.Hosts().Sub(host, "unknown-guests")
 }
 
 // hostGuestCommands are "host unknown-guests", "host adopt" and
@@ -43,11 +41,11 @@ taken before they were created. The agent leaves them untouched: adopt
 each one (host adopt) or delete it (host delete-guest).`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			items, _, err := a.api.list(ctx, unknownGuestsPath(args[0]), nil, true)
+			items, _, err := a.api.list(ctx, unknownGuests(a, args[0]), nil, true)
 			if err != nil {
 				return err
 			}
-			return printList(a, unknownGuestKind, items)
+			return printList(ctx, a, unknownGuestKind, items)
 		}),
 	}
 	var in types.GuestAdopt
@@ -61,9 +59,8 @@ metadata names a project, flavor or image that no longer exists, give
 another with the flags.`,
 		Args: cobra.ExactArgs(2),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			var raw json.RawMessage
-			r := client.Request{Method: http.MethodPost, Path: objectPath(unknownGuestsPath(args[0]), args[1]) + "/adopt", Body: in}
-			if _, err := a.api.c.Do(ctx, r, &raw); err != nil {
+			raw, err := unknownGuests(a, args[0]).PostJSON(ctx, args[1], "/adopt", in)
+			if err != nil {
 				return err
 			}
 			return a.printObject(raw)
@@ -83,9 +80,8 @@ host's agent destroys the domain and confirms. Its disk is kept in the
 agent's trash for --deleted-disk-grace (24 h by default).`,
 		Args: cobra.ExactArgs(2),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			var raw json.RawMessage
-			if _, err := a.api.c.Do(ctx, client.Request{Method: http.MethodDelete,
-				Path: objectPath(unknownGuestsPath(args[0]), args[1])}, &raw); err != nil {
+			raw, err := a.api.delete(ctx, unknownGuests(a, args[0]), args[1], 0)
+			if err != nil {
 				return err
 			}
 			return a.printObject(raw)
