@@ -86,6 +86,12 @@ type Config struct {
 	Resync time.Duration
 	// GuestWorkers bounds the guests reconciled at once (default 4).
 	GuestWorkers int
+	// Consoles, when set with Guests, tells where the guests' serial
+	// consoles are logged: the agent uploads their new output to corrald.
+	Consoles ConsoleSource
+	// ConsoleInterval is how often the console logs are read (default
+	// 1 s).
+	ConsoleInterval time.Duration
 }
 
 // Agent is the host agent: it registers the host with corrald and then

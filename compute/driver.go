@@ -500,7 +500,7 @@ func (d *Driver) observe(g types.GuestSpec) (types.GuestObserved, error) {
 		obs.StartedAt = &t
 	}
 	c := dom.Counters
-	obs.Counters = types.GuestCounter{CPUTimeNs: c.CPUTimeNs, MemoryKiB: c.MemoryKiB, DiskRdBytes: c.DiskRdBytes,
+	obs.Counters = types.GuestCounter{CPUTimeNs: c.CPUTimeNs, MemoryKiB: c.MemoryKiB, MemoryUsedKiB: c.MemoryUsedKiB, DiskRdBytes: c.DiskRdBytes,
 		DiskWrBytes: c.DiskWrBytes, DiskWrReqs: c.DiskWrReqs, NetRxBytes: c.NetRxBytes, NetTxBytes: c.NetTxBytes}
 	// Disk limits: libvirt iotune, set live when they differ, or the qemu
 	// process's cgroup (rewritten each time: the cgroup is new at every

@@ -168,6 +168,8 @@ func writeCases(id map[string]string) map[string]writeCase {
 		"DELETE /v1/hosts/:id": {"/v1/hosts/" + id["host"], nil},
 		"POST /v1/hosts/:id/guests/status": {"/v1/hosts/" + id["host"] + "/guests/status",
 			map[string]any{"guests": []any{map[string]any{"server_id": id["server"], "state": "active"}}}},
+		"POST /v1/hosts/:id/guests/console": {"/v1/hosts/" + id["host"] + "/guests/console",
+			map[string]any{"chunks": []any{map[string]any{"server_id": id["server"], "offset": 0, "data": "aGVsbG8K"}}}},
 		"PUT /v1/hosts/:id/network/endpoint": {"/v1/hosts/" + id["host"] + "/network/endpoint", map[string]any{"ip": "192.0.2.11"}},
 		"POST /v1/hosts/:id/unknown-guests/:server_id/adopt": {"/v1/hosts/" + id["host"] + "/unknown-guests/srv-0000000000000000000000aa/adopt",
 			map[string]any{"project": "p", "flavor": "m1", "image": "tiny", "name": "adopted"}},

@@ -165,6 +165,8 @@ func (s *Server) routes() {
 	s.tokenRoutes(v1)
 	s.guestRoutes(v1)
 	s.unknownGuestRoutes(v1)
+	s.consoleRoutes(v1)
+	s.reportRoutes(v1)
 	s.networkRoutes(v1)
 	s.nodeRoutes(v1)
 	v1.GET("/audit", s.listAudit)
@@ -197,8 +199,9 @@ func (s *Server) readyz(c echo.Context) error {
 
 // RunMaintenance runs the background loops until ctx ends: it marks hosts
 // without a recent heartbeat down, and purges expired tokens (an operator's
-// database once filled with them), old idempotency keys and audit entries
-// past their retention.
+// database once filled with them), old idempotency keys, audit entries
+// past their retention, usage history older than 8 days and the consoles
+// and usage of deleted servers.
 func (s *Server) RunMaintenance(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -230,6 +233,12 @@ func (s *Server) MaintainOnce(ctx context.Context) {
 		s.log.Error("purge confirmed guest deletions", "error", err)
 	} else if n > 0 {
 		s.log.Info("purged confirmed guest deletions", "count", n, "older_than", s.cfg.TombstoneRetention)
+	}
+	if _, err := s.store.PurgeUsage(ctx, now.Add(-store.UsageKeepHours*time.Hour)); err != nil {
+		s.log.Error("purge usage history", "error", err)
+	}
+	if _, err := s.store.PurgeConsoles(ctx); err != nil {
+		s.log.Error("purge consoles of deleted servers", "error", err)
 	}
 	if _, err := s.store.PurgeIdempotencyKeys(ctx, now.Add(-24*time.Hour)); err != nil {
 		s.log.Error("purge idempotency keys", "error", err)

@@ -184,6 +184,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		cfg.Guests, probe.Guests, probe.Extra = driver, driver, caps
+		cfg.Consoles = driver // the guests' console logs, uploaded for GET /v1/servers/{id}/console
 	}
 	if a, err = agent.New(cfg); err != nil {
 		return err
