@@ -1,0 +1,271 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-cloud/corral/api/store"
+	"github.com/corral-cloud/corral/api/types"
+	"github.com/google/go-cmp/cmp"
+)
+
+// tailOf builds a kept console from text that starts at byte start of
+// the server's history.
+func tailOf(start int64, text string) store.ConsoleTail {
+	return store.ConsoleTail{Data: text, EndSeq: start + int64(len(text))}
+}
+
+// TestConsoleView: an answer holds whole lines only, the cursor it gives
+// points past them, tail cuts from the front and says so, a cursor cuts
+// from the back, and output corrald no longer keeps is reported truncated.
+func TestConsoleView(t *testing.T) {
+	tests := []struct {
+		name  string
+		t     store.ConsoleTail
+		after int64
+		limit int
+		want  types.Console
+	}{
+		{"empty", store.ConsoleTail{}, -1, 100, types.Console{Lines: []string{}}},
+		{"whole lines and a partial one", tailOf(0, "boot\r\nGUEST-READY vm1\n/ # "), -1, 100,
+			types.Console{Lines: []string{"boot", "GUEST-READY vm1"}, Partial: "/ # ", Next: 22}},
+		{"tail cuts the oldest lines", tailOf(0, "a\nb\nc\n"), -1, 2,
+			types.Console{Lines: []string{"b", "c"}, Truncated: true, Next: 6}},
+		{"output no longer kept", tailOf(1000, "x\n"), -1, 100,
+			types.Console{Lines: []string{"x"}, Truncated: true, Next: 1002}},
+		{"after a cursor", tailOf(0, "a\nb\nc\n"), 2, 100, types.Console{Lines: []string{"b", "c"}, Next: 6}},
+		{"after a cursor, limited: the first lines, cursor after them", tailOf(0, "a\nb\nc\nd"), 2, 1,
+			types.Console{Lines: []string{"b"}, Next: 4}},
+		{"cursor at the end: nothing new", tailOf(0, "a\nb"), 2, 100, types.Console{Lines: []string{}, Partial: "b", Next: 2}},
+		{"cursor before what is kept", tailOf(100, "y\n"), 50, 100,
+			types.Console{Lines: []string{"y"}, Truncated: true, Next: 102}},
+		{"cursor past the end (another history)", tailOf(0, "z\n"), 500, 100, types.Console{Lines: []string{"z"}, Next: 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if d := cmp.Diff(tc.want, consoleView(tc.t, tc.after, tc.limit)); d != "" {
+				t.Errorf("consoleView (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestAppendChunk: a chunk sent twice is kept once, an overlap keeps only
+// what is new, skipped output is marked, a log that restarted starts on a
+// new line, bytes the API never returns are cleaned, and the kept tail is
+// bounded and cut at a line start.
+func TestAppendChunk(t *testing.T) {
+	chunk := func(off int64, data string) types.ConsoleChunk {
+		return types.ConsoleChunk{ServerID: "s", Offset: off, Data: []byte(data)}
+	}
+	t0 := store.ConsoleTail{}
+	t1, ok := store.AppendChunk(t0, chunk(0, "hello\nwor"), 64)
+	if !ok || t1.Data != "hello\nwor" || t1.EndSeq != 9 || t1.SrcOffset != 9 {
+		t.Fatalf("first chunk: %+v %v", t1, ok)
+	}
+	if again, ok := store.AppendChunk(t1, chunk(0, "hello\nwor"), 64); ok || again != t1 {
+		t.Errorf("the same chunk again changed the tail: %+v", again)
+	}
+	t2, _ := store.AppendChunk(t1, chunk(6, "world\n"), 64)
+	if t2.Data != "hello\nworld\n" || t2.SrcOffset != 12 || t2.EndSeq != 12 {
+		t.Errorf("overlap: %+v", t2)
+	}
+	gap, _ := store.AppendChunk(t2, chunk(20, "late\n"), 200)
+	if !strings.HasSuffix(gap.Data, "[corral: 8 bytes of console output were not kept]\nlate\n") || gap.SrcOffset != 25 {
+		t.Errorf("gap: %q offset %d", gap.Data, gap.SrcOffset)
+	}
+	reset, _ := store.AppendChunk(t1, types.ConsoleChunk{ServerID: "s", Reset: true, Data: []byte("rebooted\n")}, 64)
+	if reset.Data != "hello\nwor\nrebooted\n" || reset.SrcOffset != 9 {
+		t.Errorf("reset: %q offset %d", reset.Data, reset.SrcOffset)
+	}
+	dirty, _ := store.AppendChunk(t0, chunk(0, "a\x00b\xffc\n"), 64)
+	if dirty.Data != "ab\uFFFDc\n" {
+		t.Errorf("cleaning: %q", dirty.Data)
+	}
+	// Bounded: 1,000 lines into 64 bytes keep the newest whole lines.
+	big := store.ConsoleTail{}
+	var off int64
+	for i := range 1000 {
+		line := fmt.Sprintf("line %04d\n", i)
+		big, _ = store.AppendChunk(big, chunk(off, line), 64)
+		off += int64(len(line))
+	}
+	if len(big.Data) > 64 || !strings.HasPrefix(big.Data, "line ") || !strings.HasSuffix(big.Data, "line 0999\n") || big.EndSeq != off {
+		t.Errorf("bounded tail: %d bytes %q, end %d (want ≤ 64 bytes of whole lines, end %d)", len(big.Data), big.Data, big.EndSeq, off)
+	}
+}
+
+// consoleWorld is a VM placed on an agent's host.
+type consoleWorld struct {
+	*env
+	host   types.Host
+	agent  string
+	server types.Server
+}
+
+func newConsoleWorld(t *testing.T) *consoleWorld {
+	e := newEnv(t)
+	c := e.catalogue()
+	e.must(200, "PATCH", "/v1/hosts/"+c.host.ID, types.HostUpdate{State: ptr(types.HostMaintenance)}, nil)
+	w := &consoleWorld{env: e}
+	w.host, w.agent = e.agentOf("hv9")
+	e.must(201, "POST", "/v1/servers", c.server("vm1"), &w.server)
+	if w.server.HostID != w.host.ID {
+		t.Fatalf("vm1 on %s, want %s", w.server.HostID, w.host.ID)
+	}
+	return w
+}
+
+func (w *consoleWorld) upload(token string, chunks ...types.ConsoleChunk) resp {
+	w.t.Helper()
+	return w.call(token, "POST", "/v1/hosts/"+w.host.ID+"/guests/console", types.ConsoleUpload{Chunks: chunks})
+}
+
+func (w *consoleWorld) console(token, query string) (types.Console, resp) {
+	w.t.Helper()
+	r := w.call(token, "GET", "/v1/servers/"+w.server.ID+"/console"+query, nil)
+	var out types.Console
+	if r.status == 200 {
+		r.decode(w.t, &out)
+	}
+	return out, r
+}
+
+// TestConsoleAPI: the host's agent uploads console output, the server's
+// project reads its tail and follows it (a waiting follow wakes at the
+// upload), what corrald keeps is bounded, and the console survives a
+// restart of corrald (a second API on the same database).
+func TestConsoleAPI(t *testing.T) {
+	w := newConsoleWorld(t)
+	member := w.token(types.RoleMember, w.server.ProjectID)
+
+	got, r := w.console(member, "")
+	if r.status != 200 || len(got.Lines) != 0 || got.Truncated || got.Next != 0 {
+		t.Fatalf("console before any output: %d %s", r.status, r.body)
+	}
+	if r := w.upload(w.agent, types.ConsoleChunk{ServerID: w.server.ID, Data: []byte("booting\r\nGUEST-READY vm1 addr=10.0.0.5/24\n/ # ")}); r.status != 200 {
+		t.Fatalf("upload: %d %s", r.status, r.body)
+	}
+	got, _ = w.console(member, "?tail=10")
+	if d := cmp.Diff([]string{"booting", "GUEST-READY vm1 addr=10.0.0.5/24"}, got.Lines); d != "" || got.Partial != "/ # " || got.UpdatedAt == nil {
+		t.Errorf("tail (-want +got):\n%s partial %q", d, got.Partial)
+	}
+
+	// Follow: nothing new answers empty after wait, with the same cursor.
+	start := time.Now()
+	idle, r := w.console(member, fmt.Sprintf("?after=%d&follow=true&wait=300ms", got.Next))
+	if r.status != 200 || len(idle.Lines) != 0 || idle.Next != got.Next || time.Since(start) < 300*time.Millisecond {
+		t.Errorf("idle follow: %d %s after %s", r.status, r.body, time.Since(start))
+	}
+	// A waiting follow wakes when the agent uploads.
+	woke := make(chan types.Console)
+	go func() {
+		c, _ := w.console(member, fmt.Sprintf("?after=%d&follow=true&wait=20s", got.Next))
+		woke <- c
+	}()
+	time.Sleep(100 * time.Millisecond) // let the follow start waiting; it must answer either way
+	start = time.Now()
+	w.upload(w.agent, types.ConsoleChunk{ServerID: w.server.ID, Offset: 46, Data: []byte("ls\nbin  etc\n")})
+	select {
+	case c := <-woke:
+		if d := cmp.Diff([]string{"/ # ls", "bin  etc"}, c.Lines); d != "" || time.Since(start) > 5*time.Second {
+			t.Errorf("woken follow (-want +got):\n%s after %s", d, time.Since(start))
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the follow did not wake at the upload")
+	}
+
+	// Bounded: 200 KiB of output keep at most types.ConsoleKeep bytes.
+	off := int64(58)
+	for i := range 20 {
+		var b strings.Builder
+		for j := range 100 {
+			fmt.Fprintf(&b, "chunk %02d line %03d %s\n", i, j, strings.Repeat("x", 80))
+		}
+		if r := w.upload(w.agent, types.ConsoleChunk{ServerID: w.server.ID, Offset: off, Data: []byte(b.String())}); r.status != 200 {
+			t.Fatalf("upload %d: %d %s", i, r.status, r.body)
+		}
+		off += int64(b.Len())
+	}
+	kept, ok, err := w.store.Console(t.Context(), w.server.ID)
+	if err != nil || !ok || len(kept.Data) > types.ConsoleKeep || len(kept.Data) < types.ConsoleKeep-200 {
+		t.Errorf("kept %d bytes (ok %v, err %v), want at most and about %d", len(kept.Data), ok, err, types.ConsoleKeep)
+	}
+	all, _ := w.console(member, "?tail=2000")
+	if !all.Truncated || all.Lines[len(all.Lines)-1] != "chunk 19 line 099 "+strings.Repeat("x", 80) || !strings.HasPrefix(all.Lines[0], "chunk ") {
+		t.Errorf("bounded tail: truncated %v, %d lines, first %q", all.Truncated, len(all.Lines), all.Lines[0])
+	}
+	// An old cursor gets what is kept, marked truncated.
+	old, _ := w.console(member, "?after=0&tail=5")
+	if !old.Truncated || len(old.Lines) != 5 || !strings.HasPrefix(old.Lines[0], "chunk ") {
+		t.Errorf("old cursor: %+v", old)
+	}
+
+	// A second corrald on the same database serves the same console.
+	e2 := newEnvStore(t, w.store, w.admin)
+	r2 := e2.call(member, "GET", "/v1/servers/"+w.server.ID+"/console?tail=2000", nil)
+	var again types.Console
+	r2.decode(t, &again)
+	if d := cmp.Diff(all.Lines, again.Lines); r2.status != 200 || d != "" {
+		t.Errorf("after a restart: %d, diff %s", r2.status, d)
+	}
+}
+
+// TestConsoleChecks: uploads only for the agent's own host and its own
+// servers, bounded chunks, strict queries, and bare metal answered with
+// console_unavailable rather than an error.
+func TestConsoleChecks(t *testing.T) {
+	w := newConsoleWorld(t)
+	other, otherAgent := w.agentOf("hv8")
+	// Another host's agent may not upload for this host.
+	if r := w.upload(otherAgent, types.ConsoleChunk{ServerID: w.server.ID, Data: []byte("x\n")}); r.status != 403 {
+		t.Errorf("another agent's upload: %d %s", r.status, r.body)
+	}
+	// A server not on the uploading host is skipped and named.
+	r := w.call(otherAgent, "POST", "/v1/hosts/"+other.ID+"/guests/console",
+		types.ConsoleUpload{Chunks: []types.ConsoleChunk{{ServerID: w.server.ID, Data: []byte("forged\n")}}})
+	if r.status != 200 || !strings.Contains(string(r.body), w.server.ID) {
+		t.Errorf("upload for a server on another host: %d %s", r.status, r.body)
+	}
+	if got, _ := w.console(w.admin, ""); len(got.Lines) != 0 {
+		t.Errorf("a forged upload was kept: %v", got.Lines)
+	}
+	for _, tc := range []struct {
+		name  string
+		chunk types.ConsoleChunk
+		field string
+	}{
+		{"no server", types.ConsoleChunk{Data: []byte("x")}, "chunks[0].server_id"},
+		{"negative offset", types.ConsoleChunk{ServerID: w.server.ID, Offset: -1}, "chunks[0].offset"},
+		{"chunk too large", types.ConsoleChunk{ServerID: w.server.ID, Data: make([]byte, types.MaxConsoleChunk+1)}, "chunks[0].data"},
+	} {
+		r := w.upload(w.agent, tc.chunk)
+		if r.status != 400 || r.apiErr(t).Details["field"] != tc.field {
+			t.Errorf("%s: %d %s, want 400 naming %s", tc.name, r.status, r.body, tc.field)
+		}
+	}
+	for q, field := range map[string]string{
+		"?tail=0": "tail", "?tail=x": "tail", "?tail=2001": "tail", "?after=-1": "after", "?follow=true": "after",
+		"?after=0&follow=maybe": "follow", "?after=0&follow=true&wait=1h": "wait", "?wait=1s": "wait", "?lines=3": "lines",
+		"?tail=1&tail=2": "tail",
+	} {
+		if _, r := w.console(w.admin, q); r.status != 400 || r.apiErr(t).Details["field"] != field {
+			t.Errorf("GET console%s: %d %s, want 400 naming %s", q, r.status, r.body, field)
+		}
+	}
+}
+
+// TestConsoleBaremetal: a bare-metal server's console is the node's, not
+// served by the API: 409 console_unavailable with the reason.
+func TestConsoleBaremetal(t *testing.T) {
+	ne := newNodeEnv(t)
+	ne.available("bm01", 9641)
+	var srv types.Server
+	ne.must(201, "POST", "/v1/servers", types.ServerCreate{Name: "m1", Kind: types.KindBaremetal, Project: "p", Flavor: "metal", Image: "os"}, &srv)
+	r := ne.call(ne.admin, "GET", "/v1/servers/"+srv.ID+"/console", nil)
+	if r.status != 409 || r.apiErr(t).Code != types.CodeConsoleUnavailable || r.apiErr(t).Details["reason"] != "baremetal" {
+		t.Errorf("bare-metal console: %d %s, want 409 console_unavailable", r.status, r.body)
+	}
+}
