@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/corral-cloud/corral/api/store"
+	"github.com/corral-cloud/corral/api/testenv"
 	"github.com/corral-cloud/corral/api/types"
 	"github.com/google/go-cmp/cmp"
 )
@@ -105,8 +107,9 @@ type consoleWorld struct {
 	server types.Server
 }
 
-func newConsoleWorld(t *testing.T) *consoleWorld {
-	e := newEnv(t)
+func newConsoleWorld(t *testing.T) *consoleWorld { return newConsoleWorldOn(t, newEnv(t)) }
+
+func newConsoleWorldOn(t *testing.T, e *env) *consoleWorld {
 	c := e.catalogue()
 	e.must(200, "PATCH", "/v1/hosts/"+c.host.ID, types.HostUpdate{State: ptr(types.HostMaintenance)}, nil)
 	w := &consoleWorld{env: e}
@@ -137,8 +140,18 @@ func (w *consoleWorld) console(token, query string) (types.Console, resp) {
 // project reads its tail and follows it (a waiting follow wakes at the
 // upload), what corrald keeps is bounded, and the console survives a
 // restart of corrald (a second API on the same database).
-func TestConsoleAPI(t *testing.T) {
-	w := newConsoleWorld(t)
+func TestConsoleAPI(t *testing.T) { testConsoleAPI(t, newConsoleWorld(t)) }
+
+// TestConsoleAPIPostgres is the same on PostgreSQL.
+func TestConsoleAPIPostgres(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Config{PostgresDSN: testenv.PostgresDatabase(t, "corral_console_api")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testConsoleAPI(t, newConsoleWorldOn(t, newEnvStore(t, st, "")))
+}
+
+func testConsoleAPI(t *testing.T, w *consoleWorld) {
 	member := w.token(types.RoleMember, w.server.ProjectID)
 
 	got, r := w.console(member, "")
