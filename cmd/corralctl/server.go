@@ -88,7 +88,8 @@ server the first run created.`,
 		listCommand(a, k), showCommand(a, k), create, update, deleteCommand(a, k, true),
 		a.serverAction(k, types.ActionStart, "Start a stopped server"),
 		a.serverAction(k, types.ActionStop, "Stop a server: graceful, forced after the host's stop timeout"),
-		a.serverAction(k, types.ActionReboot, "Reboot an active server"))
+		a.serverAction(k, types.ActionReboot, "Reboot an active server"),
+		a.consoleCommand(k))
 }
 
 // serverAction is "server start|stop|reboot ID|NAME".
