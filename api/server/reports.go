@@ -58,7 +58,9 @@ func (s *Server) rightsizing(c echo.Context) error {
 		*dst = f
 		return nil
 	}
-	if err := first(pct("cpu_p95_below", &p.cpuBelow, 0, 100), pct("mem_below", &p.memBelow, 0, 100),
+	// Thresholds above 100 % flag every judged server: a view of all
+	// measured usage.
+	if err := first(pct("cpu_p95_below", &p.cpuBelow, 0, 1000), pct("mem_below", &p.memBelow, 0, 1000),
 		pct("headroom", &p.headroom, 1, 10)); err != nil {
 		return err
 	}

@@ -146,7 +146,7 @@ func testRightsizing(t *testing.T, e *env) {
 		t.Errorf("the project's reader: %d %s", r.status, r.body)
 	}
 
-	for q, field := range map[string]string{"?window=9d": "window", "?window=x": "window", "?cpu_p95_below=101": "cpu_p95_below",
+	for q, field := range map[string]string{"?window=9d": "window", "?window=x": "window", "?cpu_p95_below=1001": "cpu_p95_below",
 		"?mem_below=NaN": "mem_below", "?min_hours=0": "min_hours", "?headroom=0.5": "headroom", "?limit=3": "limit"} {
 		if r := e.call(e.admin, "GET", "/v1/reports/rightsizing"+q, nil); r.status != 400 || r.apiErr(t).Details["field"] != field {
 			t.Errorf("report%s: %d %s, want 400 naming %s", q, r.status, r.body, field)
