@@ -27,7 +27,7 @@ func TestGuestConsoleThroughAPI(t *testing.T) {
 	r.flavor("small", types.FlavorCreate{VCPUs: 1, RAMMiB: 128, DiskGiB: 1})
 	srv := r.create("con1", "small")
 	srv = r.waitActive(srv.ID)
-	line := r.waitMarker(srv.ID, "con1", 3*time.Minute)
+	line := r.waitMarker(srv.ID, "con1", 6*time.Minute) // TCG on a shared, loaded machine
 	t.Logf("console log on the host: %s", line)
 
 	ctl := func(ctx context.Context, args ...string) (string, error) {
