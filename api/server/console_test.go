@@ -224,6 +224,15 @@ func testConsoleAPI(t *testing.T, w *consoleWorld) {
 	if d := cmp.Diff(all.Lines, again.Lines); r2.status != 200 || d != "" {
 		t.Errorf("after a restart: %d, diff %s", r2.status, d)
 	}
+
+	// A deleted server's console is purged by the maintenance loop.
+	if r := w.call(w.admin, "DELETE", "/v1/servers/"+w.server.ID, nil); r.status != 204 {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	w.srv.MaintainOnce(context.Background())
+	if _, ok, err := w.store.Console(context.Background(), w.server.ID); ok || err != nil {
+		t.Errorf("the deleted server's console is still kept (err %v)", err)
+	}
 }
 
 // TestConsoleChecks: uploads only for the agent's own host and its own
