@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/corral-cloud/corral/api/store"
@@ -29,8 +30,61 @@ func (s *Server) consoleRoutes(g *echo.Group) {
 	g.GET("/servers/:id/console", s.serverConsole)
 }
 
-// consoleKey is the hub key of a server's console.
-func consoleKey(serverID string) string { return "console/" + serverID }
+// consoleHub wakes the follows of servers' consoles at an upload. A
+// server's channel is dropped when its last follower leaves, so follows of
+// servers long gone leave nothing behind. Uploads another replica took are
+// found by each follow's periodic re-check.
+type consoleHub struct {
+	mu   sync.Mutex
+	keys map[string]*consoleWaiters
+}
+
+type consoleWaiters struct {
+	ch chan struct{}
+	n  int
+}
+
+// wait returns a channel closed at the server's next upload, and a release
+// the follower calls once it stops waiting on it.
+func (h *consoleHub) wait(serverID string) (<-chan struct{}, func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w, ok := h.keys[serverID]
+	if !ok {
+		w = &consoleWaiters{ch: make(chan struct{})}
+		h.keys[serverID] = w
+	}
+	w.n++
+	once := sync.Once{}
+	return w.ch, func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if w.n--; w.n == 0 && h.keys[serverID] == w {
+				delete(h.keys, serverID)
+			}
+		})
+	}
+}
+
+// notify wakes the follows of the servers.
+func (h *consoleHub) notify(serverIDs ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range serverIDs {
+		if w, ok := h.keys[id]; ok {
+			close(w.ch)
+			delete(h.keys, id)
+		}
+	}
+}
+
+// size is how many servers have followers waiting.
+func (h *consoleHub) size() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.keys)
+}
 
 // uploadConsole keeps the console output a host's agent read.
 func (s *Server) uploadConsole(c echo.Context) error {
@@ -64,11 +118,9 @@ func (s *Server) uploadConsole(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	keys := make([]string, len(grew))
-	for i, id := range grew {
-		keys[i] = consoleKey(id)
+	if len(grew) > 0 {
+		store.AfterCommit(ctx, func() { s.consoles.notify(grew...) })
 	}
-	s.notify(c, keys...)
 	return c.JSON(http.StatusOK, map[string]any{"kept": len(grew), "unknown": nonNil(unknown)})
 }
 
@@ -133,23 +185,28 @@ func (s *Server) serverConsole(c echo.Context) error {
 	recheck := time.NewTicker(s.cfg.WatchRecheck)
 	defer recheck.Stop()
 	for {
-		changed := s.hub.wait(consoleKey(srv.ID)) // before reading, so no upload is missed
+		changed, release := s.consoles.wait(srv.ID) // before reading, so no upload is missed
 		t, _, err := s.store.Console(ctx, srv.ID)
 		if err != nil {
+			release()
 			return err
 		}
 		out := consoleView(t, after, limit)
 		if !follow || len(out.Lines) > 0 {
+			release()
 			return c.JSON(http.StatusOK, out)
 		}
 		select {
 		case <-changed:
 		case <-recheck.C: // an upload another replica took
 		case <-deadline.C:
+			release()
 			return c.JSON(http.StatusOK, out)
 		case <-ctx.Done():
+			release()
 			return types.Errorf(types.CodeCanceled, "the follow was closed")
 		}
+		release()
 	}
 }
 

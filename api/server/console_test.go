@@ -190,6 +190,12 @@ func testConsoleAPI(t *testing.T, w *consoleWorld) {
 		t.Fatal("the follow did not wake at the upload")
 	}
 
+	// Finished follows leave nothing waiting behind (a follow of a server
+	// that is gone would otherwise hold its key for ever).
+	if n := w.srv.consoles.size(); n != 0 {
+		t.Errorf("%d servers still have console followers after every follow ended", n)
+	}
+
 	// Bounded: 200 KiB of output keep at most types.ConsoleKeep bytes.
 	off := int64(58)
 	for i := range 20 {

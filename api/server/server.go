@@ -78,7 +78,9 @@ type Server struct {
 	reg     *prometheus.Registry
 	placer  *placer
 	hub     *hub
-	limits  *limiters
+	// consoles wakes console follows (console.go).
+	consoles *consoleHub
+	limits   *limiters
 	// refusals audits refused calls, aggregating floods.
 	refusals *refusalLog
 }
@@ -119,7 +121,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, images: images, log: cfg.Logger, reg: cfg.Registry, hub: newHub()}
+	s := &Server{cfg: cfg, store: cfg.Store, images: images, log: cfg.Logger, reg: cfg.Registry, hub: newHub(),
+		consoles: &consoleHub{keys: map[string]*consoleWaiters{}}}
 	s.metrics = newMetrics(cfg.Registry)
 	s.refusals = newRefusalLog(cfg.Store, cfg.Logger, cfg.Now)
 	s.limits = newLimiters(cfg.RateLimits, cfg.Registry)
