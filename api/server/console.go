@@ -28,6 +28,104 @@ const (
 func (s *Server) consoleRoutes(g *echo.Group) {
 	g.POST("/hosts/:id/guests/console", s.uploadConsole)
 	g.GET("/servers/:id/console", s.serverConsole)
+	g.POST("/servers/:id/console/input", s.consoleInput)
+	g.POST("/hosts/:id/guests/console/input", s.takeConsoleInput)
+}
+
+// consoleInput queues text to type into a VM's console, for its host's
+// agent to take: POST /v1/servers/{id}/console/input answers 202 with how
+// many inputs wait.
+func (s *Server) consoleInput(c echo.Context) error {
+	srv, _, err := writableVisible(c, s.visibleServer)
+	if err != nil {
+		return err
+	}
+	var in types.ConsoleInput
+	if err := s.decode(c, &in); err != nil {
+		return err
+	}
+	switch {
+	case in.Data == "":
+		return types.FieldError("data", "is required")
+	case len(in.Data) > types.MaxConsoleInput:
+		return types.FieldError("data", "is %d bytes, at most %d", len(in.Data), types.MaxConsoleInput)
+	}
+	if srv.Kind == types.KindBaremetal {
+		return types.Errorf(types.CodeConsoleUnavailable, "server %s is bare metal: its serial console is the node's "+
+			"(IPMI serial-over-LAN) and is not served through the API", srv.ID).WithDetail("reason", "baremetal")
+	}
+	if srv.State != types.ServerActive || srv.HostID == "" {
+		return types.Errorf(types.CodeConflict, "server %s is %s: input goes only to a running guest", srv.ID, srv.State).
+			WithDetail("state", srv.State)
+	}
+	n, err := s.store.QueueConsoleInput(c.Request().Context(), srv, in.Data, s.now())
+	if err != nil {
+		return err
+	}
+	setResource(c, srv.ID)
+	store.AfterCommit(c.Request().Context(), func() { s.consoles.notify(inputKey(srv.HostID)) })
+	return c.JSON(http.StatusAccepted, map[string]any{"queued": n})
+}
+
+// inputKey is the consoleHub key of a host's pending console input.
+func inputKey(hostID string) string { return "input/" + hostID }
+
+// takeConsoleInput is the agent's long poll for console input: POST
+// /v1/hosts/{id}/guests/console/input?wait=30s removes and answers the
+// input waiting for the host's guests, waiting up to wait for some. It
+// runs outside a request transaction (it may wait), taking in short ones.
+func (s *Server) takeConsoleInput(c echo.Context) error {
+	if err := ownHost(c); err != nil {
+		return err
+	}
+	var in struct{}
+	if err := s.decode(c, &in); err != nil {
+		return err
+	}
+	q, err := queryOf(c, "wait")
+	if err != nil {
+		return err
+	}
+	wait := defaultConsoleWait
+	if v, ok := q["wait"]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > maxConsoleWait {
+			return types.FieldError("wait", "must be a duration between 0s and %s, e.g. 30s", maxConsoleWait)
+		}
+		wait = d
+	}
+	ctx := c.Request().Context()
+	host, err := s.store.GetHost(ctx, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	s.holdFor(c, wait+longPollMargin)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	recheck := time.NewTicker(s.cfg.WatchRecheck)
+	defer recheck.Stop()
+	for {
+		queued, release := s.consoles.wait(inputKey(host.ID))
+		got, err := s.store.TakeConsoleInput(ctx, host.ID, s.now())
+		if err != nil || len(got) > 0 {
+			release()
+			if err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, types.ConsoleInputs{Inputs: got})
+		}
+		select {
+		case <-queued:
+		case <-recheck.C: // input another replica took
+		case <-deadline.C:
+			release()
+			return c.JSON(http.StatusOK, types.ConsoleInputs{Inputs: []types.ConsoleInputFor{}})
+		case <-ctx.Done():
+			release()
+			return types.Errorf(types.CodeCanceled, "the wait was closed")
+		}
+		release()
+	}
 }
 
 // consoleHub wakes the follows of servers' consoles at an upload. A

@@ -297,3 +297,87 @@ func TestConsoleBaremetal(t *testing.T) {
 		t.Errorf("bare-metal console: %d %s, want 409 console_unavailable", r.status, r.body)
 	}
 }
+
+// TestConsoleInput: input typed through the API waits, bounded, for the
+// host's agent, whose long poll wakes at once and takes it (once); only a
+// running VM takes input; stale input is never typed late.
+func TestConsoleInput(t *testing.T) {
+	w := newConsoleWorld(t)
+	member := w.token(types.RoleMember, w.server.ProjectID)
+	send := func(data string) resp {
+		t.Helper()
+		return w.call(member, "POST", "/v1/servers/"+w.server.ID+"/console/input", types.ConsoleInput{Data: data})
+	}
+	take := func(wait string) (types.ConsoleInputs, resp) {
+		t.Helper()
+		r := w.call(w.agent, "POST", "/v1/hosts/"+w.host.ID+"/guests/console/input?wait="+wait, map[string]any{})
+		var out types.ConsoleInputs
+		if r.status == 200 {
+			r.decode(t, &out)
+		}
+		return out, r
+	}
+	if r := send("ls\n"); r.status != 409 || r.apiErr(t).Code != types.CodeConflict {
+		t.Errorf("input to a server not yet active: %d %s", r.status, r.body)
+	}
+	w.report(w.agent, w.host.ID, types.GuestStatus{ServerID: w.server.ID, State: types.GuestActive, Observed: types.GuestObserved{DomainID: 3}})
+
+	// A waiting agent wakes at the input.
+	got := make(chan types.ConsoleInputs)
+	go func() { in, _ := take("20s"); got <- in }()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if r := send("uptime\n"); r.status != 202 {
+		t.Fatalf("input: %d %s", r.status, r.body)
+	}
+	select {
+	case in := <-got:
+		want := []types.ConsoleInputFor{{ServerID: w.server.ID, Data: "uptime\n"}}
+		if d := cmp.Diff(want, in.Inputs); d != "" || time.Since(start) > 5*time.Second {
+			t.Errorf("taken (-want +got):\n%s after %s", d, time.Since(start))
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the agent's wait did not wake at the input")
+	}
+	if in, r := take("0s"); r.status != 200 || len(in.Inputs) != 0 {
+		t.Errorf("input taken twice: %d %s", r.status, r.body)
+	}
+	// Order kept; the queue is bounded.
+	for i := range types.MaxConsoleInputQueue {
+		if r := send(fmt.Sprintf("%d\n", i)); r.status != 202 {
+			t.Fatalf("input %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if r := send("one too many\n"); r.status != 409 || r.apiErr(t).Details["limit"] == nil {
+		t.Errorf("input over the queue's bound: %d %s", r.status, r.body)
+	}
+	in, _ := take("0s")
+	if len(in.Inputs) != types.MaxConsoleInputQueue || in.Inputs[0].Data != "0\n" || in.Inputs[63].Data != "63\n" {
+		t.Errorf("took %d inputs, first %+v", len(in.Inputs), in.Inputs[:1])
+	}
+	// Input older than a minute is dropped.
+	send("stale\n")
+	w.advance(2 * time.Minute)
+	if in, _ := take("0s"); len(in.Inputs) != 0 {
+		t.Errorf("stale input taken: %+v", in.Inputs)
+	}
+	for _, tc := range []struct {
+		name, data, field string
+	}{{"empty", "", "data"}, {"too long", strings.Repeat("x", types.MaxConsoleInput+1), "data"}} {
+		if r := send(tc.data); r.status != 400 || r.apiErr(t).Details["field"] != tc.field {
+			t.Errorf("%s: %d %s", tc.name, r.status, r.body)
+		}
+	}
+	// Another host's agent may not take this host's input; readers may not type.
+	_, other := w.agentOf("hv8")
+	if r := w.call(other, "POST", "/v1/hosts/"+w.host.ID+"/guests/console/input?wait=0s", map[string]any{}); r.status != 403 {
+		t.Errorf("another agent's take: %d %s", r.status, r.body)
+	}
+	reader := w.token(types.RoleReader, w.server.ProjectID)
+	if r := w.call(reader, "POST", "/v1/servers/"+w.server.ID+"/console/input", types.ConsoleInput{Data: "x"}); r.status != 403 {
+		t.Errorf("a reader's input: %d %s", r.status, r.body)
+	}
+	if n := w.srv.consoles.size(); n != 0 {
+		t.Errorf("%d waits left behind", n)
+	}
+}

@@ -240,7 +240,7 @@ func (s *Server) MaintainOnce(ctx context.Context) {
 	if _, err := s.store.PurgeUsage(ctx, now.Add(-store.UsageKeepHours*time.Hour)); err != nil {
 		s.log.Error("purge usage history", "error", err)
 	}
-	if _, err := s.store.PurgeConsoles(ctx); err != nil {
+	if _, err := s.store.PurgeConsoles(ctx, now); err != nil {
 		s.log.Error("purge consoles of deleted servers", "error", err)
 	}
 	if _, err := s.store.PurgeIdempotencyKeys(ctx, now.Add(-24*time.Hour)); err != nil {

@@ -147,12 +147,79 @@ func AppendChunk(t ConsoleTail, ch types.ConsoleChunk, keep int) (ConsoleTail, b
 	return t, true
 }
 
-// PurgeConsoles removes the console output of servers that no longer
-// exist.
-func (s *Store) PurgeConsoles(ctx context.Context) (int64, error) {
+// PurgeConsoles removes the console output and input of servers that no
+// longer exist, and input older than a minute.
+func (s *Store) PurgeConsoles(ctx context.Context, now time.Time) (int64, error) {
 	res, err := s.wr(ctx).ExecContext(ctx, "DELETE FROM server_consoles WHERE server_id NOT IN (SELECT id FROM servers)")
 	if err != nil {
 		return 0, fmt.Errorf("purge consoles: %w", err)
 	}
+	if _, err := s.wr(ctx).ExecContext(ctx, s.rb("DELETE FROM server_console_input WHERE created_at < ? OR server_id NOT IN (SELECT id FROM servers)"),
+		micros(now.Add(-consoleInputTTL))); err != nil {
+		return 0, fmt.Errorf("purge console input: %w", err)
+	}
 	return res.RowsAffected()
+}
+
+// consoleInputTTL is how long input waits for an agent: later, it would be
+// typed into a console its sender stopped watching.
+const consoleInputTTL = time.Minute
+
+// QueueConsoleInput queues input for a VM's host's agent and returns how
+// many inputs wait for the server. A full queue is a conflict.
+func (s *Store) QueueConsoleInput(ctx context.Context, srv types.Server, data string, now time.Time) (int, error) {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("queue console input: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM server_console_input WHERE server_id = ? AND created_at < ?"),
+		srv.ID, micros(now.Add(-consoleInputTTL))); err != nil {
+		return 0, fmt.Errorf("queue console input: %w", err)
+	}
+	var q struct {
+		N   int64 `db:"n"`
+		Max int64 `db:"mx"`
+	}
+	if err := tx.GetContext(ctx, &q, s.rb("SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS mx FROM server_console_input WHERE server_id = ?"),
+		srv.ID); err != nil {
+		return 0, fmt.Errorf("queue console input: %w", err)
+	}
+	if q.N >= types.MaxConsoleInputQueue {
+		return 0, types.Errorf(types.CodeConflict, "server %s: %d console inputs already wait for its host's agent (is it up?)",
+			srv.ID, q.N).WithDetail("limit", types.MaxConsoleInputQueue)
+	}
+	if _, err := tx.ExecContext(ctx, s.rb(`INSERT INTO server_console_input (server_id, seq, host_id, data, created_at)
+		VALUES (?, ?, ?, ?, ?)`), srv.ID, q.Max+1, srv.HostID, data, micros(now)); err != nil {
+		return 0, fmt.Errorf("queue console input: %w", err)
+	}
+	return int(q.N) + 1, tx.Commit()
+}
+
+// TakeConsoleInput removes and returns the input waiting for the guests
+// of a host (still placed there), oldest first per server; input older
+// than a minute is dropped.
+func (s *Store) TakeConsoleInput(ctx context.Context, hostID string, now time.Time) ([]types.ConsoleInputFor, error) {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("take console input: %w", err)
+	}
+	defer tx.Rollback()
+	var rows []struct {
+		ServerID string `db:"server_id"`
+		Data     string `db:"data"`
+	}
+	if err := tx.SelectContext(ctx, &rows, s.rb(`SELECT i.server_id, i.data FROM server_console_input i
+		JOIN servers s ON s.id = i.server_id AND s.host_id = i.host_id
+		WHERE i.host_id = ? AND i.created_at >= ? ORDER BY i.server_id, i.seq`), hostID, micros(now.Add(-consoleInputTTL))); err != nil {
+		return nil, fmt.Errorf("take console input: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.rb("DELETE FROM server_console_input WHERE host_id = ?"), hostID); err != nil {
+		return nil, fmt.Errorf("take console input: %w", err)
+	}
+	out := make([]types.ConsoleInputFor, len(rows))
+	for i, r := range rows {
+		out[i] = types.ConsoleInputFor{ServerID: r.ServerID, Data: r.Data}
+	}
+	return out, tx.Commit()
 }

@@ -54,3 +54,30 @@ type Console struct {
 	// UpdatedAt is when the host's agent last sent output.
 	UpdatedAt *time.Time `json:"updated_at,omitempty"`
 }
+
+// Bounds of console input.
+const (
+	// MaxConsoleInput bounds the bytes of one input.
+	MaxConsoleInput = 1024
+	// MaxConsoleInputQueue bounds the inputs waiting for a server's agent.
+	MaxConsoleInputQueue = 64
+)
+
+// ConsoleInput is text to type into a VM's serial console (POST
+// /v1/servers/{id}/console/input): sent as is, so a command needs its
+// "\n"; control characters (such as "\u0003", Ctrl-C) are allowed.
+type ConsoleInput struct {
+	Data string `json:"data"`
+}
+
+// ConsoleInputFor is one input for a guest, as its host's agent takes it.
+type ConsoleInputFor struct {
+	ServerID string `json:"server_id"`
+	Data     string `json:"data"`
+}
+
+// ConsoleInputs are the inputs a host's agent took (POST
+// /v1/hosts/{id}/guests/console/input), oldest first per server.
+type ConsoleInputs struct {
+	Inputs []ConsoleInputFor `json:"inputs"`
+}

@@ -38,3 +38,16 @@ CREATE TABLE server_usage_last (
     cpu_time_ns BIGINT NOT NULL,
     at          BIGINT NOT NULL
 );
+
+-- Input typed into a VM's console through the API, waiting for its host's
+-- agent to take it (at most 64 entries per server; entries older than a
+-- minute are dropped, never typed late).
+CREATE TABLE server_console_input (
+    server_id  TEXT NOT NULL,
+    seq        BIGINT NOT NULL,
+    host_id    TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (server_id, seq)
+);
+CREATE INDEX server_console_input_host ON server_console_input (host_id, created_at);
