@@ -88,6 +88,8 @@ type Config struct {
 	GuestWorkers int
 	// Consoles, when set with Guests, tells where the guests' serial
 	// consoles are logged: the agent uploads their new output to corrald.
+	// When it is also a ConsoleWriter, the agent types into the consoles
+	// what users send through corrald.
 	Consoles ConsoleSource
 	// ConsoleInterval is how often the console logs are read (default
 	// 1 s).

@@ -173,3 +173,49 @@ func (c *consoleShipper) read(id string, limit int) (ch types.ConsoleChunk, pos 
 	ch = types.ConsoleChunk{ServerID: id, Offset: p.off, Reset: reset, Data: buf}
 	return ch, consolePos{off: p.off + int64(got), ino: ino}, p.off+int64(got) < size, true
 }
+
+// ConsoleWriter types into a guest's serial console; compute.Driver is the
+// real one (the console's unix socket).
+type ConsoleWriter interface {
+	// WriteConsole writes data to the guest's serial port. It fails,
+	// without retrying, when the console cannot be reached at once.
+	WriteConsole(ctx context.Context, serverID string, data []byte) error
+}
+
+// runConsoleInput long-polls corrald for input typed into the host's
+// guests' consoles and types it. Input is never retried: keystrokes typed
+// late are worse than keystrokes lost, and the user sees the console.
+func (l *guestLoop) runConsoleInput(ctx context.Context, w ConsoleWriter) {
+	backoff := DefaultBackoff()
+	for ctx.Err() == nil {
+		hostID, token := l.a.credentials()
+		if hostID == "" || token == "" {
+			l.a.clock.Sleep(ctx, time.Second)
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, l.wait+l.a.cfg.RequestTimeout)
+		in, err := l.a.api.WithToken(token).TakeConsoleInput(cctx, hostID, l.wait)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			wait := backoff.Next()
+			l.a.log.Warn("cannot take console input; retrying", "error", err, "retry_in", wait)
+			l.a.clock.Sleep(ctx, wait)
+			continue
+		}
+		backoff.Reset()
+		for _, i := range in.Inputs {
+			l.mu.Lock()
+			g, ok := l.specs[i.ServerID]
+			l.mu.Unlock()
+			if !ok || g.DesiredState == types.DesiredDeleted {
+				continue
+			}
+			if err := w.WriteConsole(ctx, i.ServerID, []byte(i.Data)); err != nil {
+				l.a.log.Warn("console input not typed", "server", i.ServerID, "error", err)
+			}
+		}
+	}
+}

@@ -18,12 +18,26 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// dirConsoles keeps console logs as dir/ID.log.
+// dirConsoles keeps console logs as dir/ID.log, and appends what is typed
+// into a console to dir/ID.in.
 type dirConsoles string
 
 func (d dirConsoles) ConsoleLog(id string) string { return filepath.Join(string(d), id+".log") }
 
-var _ ConsoleSource = dirConsoles("")
+func (d dirConsoles) WriteConsole(_ context.Context, id string, data []byte) error {
+	f, err := os.OpenFile(filepath.Join(string(d), id+".in"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.Write(data)
+	return err
+}
+
+var (
+	_ ConsoleSource = dirConsoles("")
+	_ ConsoleWriter = dirConsoles("")
+)
 
 // TestConsoleShipping runs the agent against a real in-process corrald: a
 // guest's console log reaches GET /v1/servers/{id}/console as it grows,
@@ -142,4 +156,17 @@ func TestConsoleShipping(t *testing.T) {
 	}
 	appendLog("rebooted\n")
 	waitFor("the new log", func() bool { l := lines(); return l[len(l)-1] == "rebooted" })
+
+	// Input typed through the API reaches the guest's console, in order.
+	waitFor("s1 active", func() bool {
+		s, err := client.Get[types.Server](ctx, api, "/v1/servers/"+s1.ID)
+		return err == nil && s.State == types.ServerActive
+	})
+	for _, in := range []string{"uptime\n", "\u0003", "ls /\n"} {
+		if err := api.SendConsoleInput(ctx, s1.ID, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	typed := func() string { b, _ := os.ReadFile(filepath.Join(consoles, s1.ID+".in")); return string(b) }
+	waitFor("the input typed", func() bool { return typed() == "uptime\n\u0003ls /\n" })
 }

@@ -95,6 +95,10 @@ func (a *Agent) runGuests(ctx context.Context) {
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); l.runConsoles(ctx, a.cfg.Consoles, every) }()
+		if w, ok := a.cfg.Consoles.(ConsoleWriter); ok {
+			wg.Add(1)
+			go func() { defer wg.Done(); l.runConsoleInput(ctx, w) }()
+		}
 	}
 	l.watch(ctx)
 	wg.Wait()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,6 +141,24 @@ func (d *Driver) ConsoleLog(id string) string {
 
 func (d *Driver) consoleSocket(id string) string {
 	return filepath.Join(d.cfg.Dir, "console", id+".sock")
+}
+
+// WriteConsole types data into the guest's serial port, through the
+// console's unix socket (qemu serves it). It fails within 2 s when the
+// socket cannot be reached or written (the guest is not running, or
+// another client holds the console).
+func (d *Driver) WriteConsole(ctx context.Context, id string, data []byte) error {
+	dl := time.Now().Add(2 * time.Second)
+	conn, err := (&net.Dialer{Deadline: dl}).DialContext(ctx, "unix", d.consoleSocket(id))
+	if err != nil {
+		return fmt.Errorf("console of %s: %w", id, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(dl)
+	if _, err := conn.Write(data); err != nil {
+		return fmt.Errorf("console of %s: %w", id, err)
+	}
+	return nil
 }
 
 // specHash identifies what a domain's definition depends on.

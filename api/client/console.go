@@ -45,3 +45,20 @@ func (c *Client) Rightsizing(ctx context.Context, q url.Values) (types.Rightsizi
 	_, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/v1/reports/rightsizing", Query: q}, &out)
 	return out, err
 }
+
+// SendConsoleInput types data into a VM's serial console (queued for its
+// host's agent).
+func (c *Client) SendConsoleInput(ctx context.Context, serverID, data string) error {
+	_, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/servers/" + url.PathEscape(serverID) + "/console/input",
+		Body: types.ConsoleInput{Data: data}}, nil)
+	return err
+}
+
+// TakeConsoleInput takes the console input waiting for the host's guests,
+// waiting up to wait for some (agent).
+func (c *Client) TakeConsoleInput(ctx context.Context, hostID string, wait time.Duration) (types.ConsoleInputs, error) {
+	var out types.ConsoleInputs
+	_, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/hosts/" + url.PathEscape(hostID) + "/guests/console/input",
+		Query: url.Values{"wait": {wait.String()}}, Body: struct{}{}}, &out)
+	return out, err
+}

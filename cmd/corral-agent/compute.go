@@ -19,6 +19,7 @@ import (
 var (
 	_ agent.GuestDriver   = (*compute.Driver)(nil)
 	_ agent.ConsoleSource = (*compute.Driver)(nil)
+	_ agent.ConsoleWriter = (*compute.Driver)(nil)
 )
 
 // computeOptions configure the guests this host runs.
