@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,17 +15,23 @@ import (
 
 // consoleCommand is "server console ID|NAME [--log] [--tail N]".
 func (a *app) consoleCommand(k *kind[types.Server]) *cobra.Command {
-	var logOnly bool
+	var logOnly, stdin bool
 	var tail int
+	var sends []string
 	cmd := &cobra.Command{
-		Use:   "console ID|NAME [--log] [--tail N]",
-		Short: "Show a VM's serial console: its recent output, then what follows",
-		Long: `Show a VM's serial console, read-only, as its host's agent uploads it to
-corrald (no connection to the host is needed). Without --log it prints the
-last --tail lines and then follows new output until interrupted (Ctrl-C);
-with --log it prints the last lines and exits. Only whole lines are
-printed while following; --log also prints the line being written (a shell
-prompt, say). Typing into the console is not supported yet.
+		Use:   "console ID|NAME [--log] [--tail N] [--send LINE]... [--stdin]",
+		Short: "Show a VM's serial console: its recent output, then what follows; type into it",
+		Long: `Show a VM's serial console as its host's agent uploads it to corrald (no
+connection to the host is needed). Without --log it prints the last --tail
+lines and then follows new output until interrupted (Ctrl-C); with --log it
+prints the last lines and exits. Only whole lines are printed while
+following; --log also prints the line being written (a shell prompt, say).
+
+--send LINE types LINE and a newline into the console first (repeat it for
+several lines); --stdin types every line read from standard input while
+following. Input goes through corrald to the host's agent (within a second
+or so); it is line by line, not a raw terminal, and input not taken within
+a minute is dropped.
 
 corrald keeps the newest 64 KiB of each console. A bare-metal server's
 console is its node's (IPMI serial-over-LAN) and is not served: the answer
@@ -34,9 +41,20 @@ is console_unavailable.`,
 			if tail < 1 || tail > types.MaxConsoleLines {
 				return usagef("--tail %d: must be from 1 to %d", tail, types.MaxConsoleLines)
 			}
+			if logOnly && stdin {
+				return usagef("--stdin needs follow mode: drop --log")
+			}
 			id, err := resolveID(ctx, a, k, args[0])
 			if err != nil {
 				return err
+			}
+			for _, line := range sends {
+				if err := a.api.c.SendConsoleInput(ctx, id, line+"\n"); err != nil {
+					return err
+				}
+			}
+			if stdin {
+				go a.typeStdin(ctx, id)
 			}
 			var c types.Console
 			if err := a.api.retry(ctx, func() (err error) { c, err = a.api.c.ConsoleTail(ctx, id, tail); return err }); err != nil {
@@ -66,7 +84,21 @@ is console_unavailable.`,
 	}
 	cmd.Flags().BoolVar(&logOnly, "log", false, "print the recent output and exit (read-only log mode)")
 	cmd.Flags().IntVar(&tail, "tail", types.DefaultConsoleTail, "how many of the last lines to print first")
+	cmd.Flags().StringArrayVar(&sends, "send", nil, "type this line (and a newline) into the console first; repeatable")
+	cmd.Flags().BoolVar(&stdin, "stdin", false, "type the lines read from standard input into the console while following")
 	return cmd
+}
+
+// typeStdin types each line of standard input into the console, until
+// its end or ctx's. A refused line is reported and the rest still sent.
+func (a *app) typeStdin(ctx context.Context, id string) {
+	sc := bufio.NewScanner(a.stdin)
+	sc.Buffer(make([]byte, types.MaxConsoleInput), types.MaxConsoleInput)
+	for sc.Scan() && ctx.Err() == nil {
+		if err := a.api.c.SendConsoleInput(ctx, id, sc.Text()+"\n"); err != nil && ctx.Err() == nil {
+			printError(a.stderr, err)
+		}
+	}
 }
 
 // followConsole prints the console's lines after the cursor as they come,

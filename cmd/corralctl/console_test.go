@@ -117,3 +117,28 @@ func TestReportRightsizing(t *testing.T) {
 		}
 	}
 }
+
+// TestServerConsoleSend: --send types each line, with its newline, before
+// the console is shown.
+func TestServerConsoleSend(t *testing.T) {
+	_, errOut, code, got := runFake(t, map[string]route{
+		"GET /v1/servers/srv-1":                reply(200, serverJSON),
+		"POST /v1/servers/srv-1/console/input": reply(202, `{"queued":1}`),
+		"GET /v1/servers/srv-1/console":        reply(200, consoleTail),
+	}, "server", "console", "srv-1", "--log", "--send", "uptime", "--send", "ls /")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var bodies []string
+	for _, r := range got {
+		if r.Method == "POST" {
+			bodies = append(bodies, r.Body)
+		}
+	}
+	if d := cmp.Diff([]string{`{"data":"uptime\n"}`, `{"data":"ls /\n"}`}, bodies); d != "" {
+		t.Errorf("inputs sent (-want +got):\n%s", d)
+	}
+	if _, errOut, code, _ := runFake(t, nil, "server", "console", "srv-1", "--log", "--stdin"); code != 2 || !strings.Contains(errOut, "--stdin") {
+		t.Errorf("--log --stdin: exit %d %s", code, errOut)
+	}
+}
