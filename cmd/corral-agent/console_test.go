@@ -19,6 +19,7 @@ import (
 // real guest under libvirt prints its readiness marker on its serial
 // console; "corralctl server console NAME --log" shows that line, read
 // from corrald (the agent uploaded it), and the follow mode prints it too.
+// A line typed with --send runs in the guest's shell.
 // The agent's reports carry the guest's CPU time and memory in use from
 // libvirt, which corrald keeps as usage history: the right-sizing report
 // judges the guest once thresholds let every server through.
@@ -70,6 +71,25 @@ func TestGuestConsoleThroughAPI(t *testing.T) {
 		t.Errorf("follow mode exited by itself instead of following:\n%s", tail(out, 20))
 	}
 
+	// Typing through the API: the guest's shell runs the line; its output
+	// (not the echoed command, which shows the unexpanded $((6*7))) comes
+	// back through the console.
+	if _, err := ctl(t.Context(), "server", "console", "con1", "--log", "--send", "echo IN-$((6*7))-con1"); err != nil {
+		t.Fatalf("corralctl server console --send: %v", err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for {
+		out, err := ctl(t.Context(), "server", "console", "con1", "--log", "--tail", "50")
+		if err == nil && hasExactLine(out, "IN-42-con1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the typed command's output never showed (error %v):\n%s", err, tail(out, 20))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Log("input typed with corralctl server console --send ran in the guest")
+
 	// Usage history from the agent's reports (every 2 s here): CPU time
 	// and memory in use come from libvirt. The tiny guest has no balloon
 	// driver, so memory in use is its qemu process's resident size,
@@ -100,6 +120,16 @@ func hasLine(out, want string) bool {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		if strings.HasSuffix(strings.TrimSpace(sc.Text()), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasExactLine reports whether out holds want as a whole line.
+func hasExactLine(out, want string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.TrimSpace(l) == want {
 			return true
 		}
 	}
