@@ -94,6 +94,14 @@ type Config struct {
 	// measurements and its guests' counters (read at each scrape), and
 	// the guest loop's reconcile and watch series.
 	Registry prometheus.Registerer
+	// Consoles, when set with Guests, tells where the guests' serial
+	// consoles are logged: the agent uploads their new output to corrald.
+	// When it is also a ConsoleWriter, the agent types into the consoles
+	// what users send through corrald.
+	Consoles ConsoleSource
+	// ConsoleInterval is how often the console logs are read (default
+	// 1 s).
+	ConsoleInterval time.Duration
 }
 
 // Agent is the host agent: it registers the host with corrald and then

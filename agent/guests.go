@@ -91,6 +91,18 @@ func (a *Agent) runGuests(ctx context.Context) {
 	wg.Add(2)
 	go func() { defer wg.Done(); l.reports.run(ctx) }()
 	go func() { defer wg.Done(); l.resyncLoop(ctx) }()
+	if a.cfg.Consoles != nil {
+		every := a.cfg.ConsoleInterval
+		if every <= 0 {
+			every = DefaultConsoleInterval
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); l.runConsoles(ctx, a.cfg.Consoles, every) }()
+		if w, ok := a.cfg.Consoles.(ConsoleWriter); ok {
+			wg.Add(1)
+			go func() { defer wg.Done(); l.runConsoleInput(ctx, w) }()
+		}
+	}
 	l.watch(ctx)
 	wg.Wait()
 }

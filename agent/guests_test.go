@@ -44,8 +44,11 @@ func (f *fakeDriver) Ensure(_ context.Context, g types.GuestSpec) types.GuestSta
 		return types.GuestStatus{ServerID: g.ServerID, State: types.GuestDeleted}
 	}
 	f.running[g.ServerID] = g
+	// Fake counters: a second of CPU per reconcile, a quarter of the
+	// memory in use.
 	return types.GuestStatus{ServerID: g.ServerID, State: types.GuestActive,
-		Observed: types.GuestObserved{Domain: "corral-" + g.ServerID, DomainID: 1}}
+		Observed: types.GuestObserved{Domain: "corral-" + g.ServerID, DomainID: 1, Counters: types.GuestCounter{
+			CPUTimeNs: uint64(f.ensures) * 1e9, MemoryKiB: uint64(g.RAMMiB) * 1024, MemoryUsedKiB: uint64(g.RAMMiB) * 256}}}
 }
 
 func (f *fakeDriver) Managed(context.Context) ([]types.UnknownGuest, error) {

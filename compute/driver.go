@@ -6,13 +6,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/corral-cloud/corral/api/types"
@@ -64,6 +67,9 @@ type Config struct {
 type Driver struct {
 	cfg Config
 	log *slog.Logger
+
+	mu       sync.Mutex
+	consoles map[string]*consoleConn // open for input (WriteConsole)
 }
 
 // NewDriver checks cfg and makes the driver's directories.
@@ -140,6 +146,61 @@ func (d *Driver) ConsoleLog(id string) string {
 
 func (d *Driver) consoleSocket(id string) string {
 	return filepath.Join(d.cfg.Dir, "console", id+".sock")
+}
+
+// consoleLinger is how long a console connection the driver opened for
+// input stays open after the last input: QEMU's serial port takes input a
+// FIFO's worth at a time, as the guest reads it, and drops what it has not
+// taken when the connection closes.
+const consoleLinger = 5 * time.Second
+
+// consoleConn is an open connection to a guest's console socket, for
+// input. Its output is drained (QEMU writes the guest's output to every
+// connected client, and a client that does not read stalls the guest's
+// console, log included).
+type consoleConn struct {
+	conn  net.Conn
+	timer *time.Timer
+}
+
+// WriteConsole types data into the guest's serial port, through the
+// console's unix socket (qemu serves it). The connection stays open a few
+// seconds after the last input, meanwhile other clients of the socket
+// wait. It fails within 2 s when the socket cannot be reached or written
+// (the guest is not running, or another client holds the console).
+func (d *Driver) WriteConsole(ctx context.Context, id string, data []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.consoles == nil {
+		d.consoles = map[string]*consoleConn{}
+	}
+	cc, ok := d.consoles[id]
+	if !ok {
+		conn, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "unix", d.consoleSocket(id))
+		if err != nil {
+			return fmt.Errorf("console of %s: %w", id, err)
+		}
+		go io.Copy(io.Discard, conn) // ends when the connection closes
+		cc = &consoleConn{conn: conn}
+		cc.timer = time.AfterFunc(consoleLinger, func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if d.consoles[id] == cc {
+				delete(d.consoles, id)
+			}
+			conn.Close()
+		})
+		d.consoles[id] = cc
+	}
+	cc.timer.Reset(consoleLinger)
+	cc.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if _, err := cc.conn.Write(data); err != nil {
+		cc.timer.Stop()
+		cc.conn.Close()
+		delete(d.consoles, id)
+		return fmt.Errorf("console of %s: %w", id, err)
+	}
+	return nil
 }
 
 // specHash identifies what a domain's definition depends on.
@@ -500,7 +561,7 @@ func (d *Driver) observe(g types.GuestSpec) (types.GuestObserved, error) {
 		obs.StartedAt = &t
 	}
 	c := dom.Counters
-	obs.Counters = types.GuestCounter{CPUTimeNs: c.CPUTimeNs, MemoryKiB: c.MemoryKiB, DiskRdBytes: c.DiskRdBytes,
+	obs.Counters = types.GuestCounter{CPUTimeNs: c.CPUTimeNs, MemoryKiB: c.MemoryKiB, MemoryUsedKiB: c.MemoryUsedKiB, DiskRdBytes: c.DiskRdBytes,
 		DiskWrBytes: c.DiskWrBytes, DiskWrReqs: c.DiskWrReqs, NetRxBytes: c.NetRxBytes, NetTxBytes: c.NetTxBytes}
 	// Disk limits: libvirt iotune, set live when they differ, or the qemu
 	// process's cgroup (rewritten each time: the cgroup is new at every

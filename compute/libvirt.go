@@ -37,8 +37,10 @@ type Domain struct {
 
 // Counters are a domain's cumulative counters.
 type Counters struct {
-	CPUTimeNs                            uint64
-	MemoryKiB                            uint64
+	CPUTimeNs uint64
+	MemoryKiB uint64
+	// MemoryUsedKiB is the memory in use (see memoryUsed); 0 if unknown.
+	MemoryUsedKiB                        uint64
 	DiskRdBytes, DiskWrBytes, DiskWrReqs int64
 	NetRxBytes, NetTxBytes               int64
 }
@@ -245,6 +247,13 @@ func describe(d *libvirt.Domain, name string) (Domain, error) {
 	if info, err := d.GetInfo(); err == nil {
 		out.Counters.CPUTimeNs, out.Counters.MemoryKiB = info.CpuTime, info.Memory
 	}
+	if ms, err := d.MemoryStats(uint32(libvirt.DOMAIN_MEMORY_STAT_NR), 0); err == nil {
+		stats := make(map[libvirt.DomainMemoryStatTags]uint64, len(ms))
+		for _, m := range ms {
+			stats[libvirt.DomainMemoryStatTags(m.Tag)] = m.Val
+		}
+		out.Counters.MemoryUsedKiB = memoryUsed(stats, out.Counters.MemoryKiB)
+	}
 	if bs, err := d.BlockStats("vda"); err == nil {
 		out.Counters.DiskRdBytes, out.Counters.DiskWrBytes, out.Counters.DiskWrReqs = bs.RdBytes, bs.WrBytes, bs.WrReq
 	}
@@ -358,4 +367,25 @@ func (l *Libvirt) XML(name string) (string, error) {
 		return err
 	})
 	return out, err
+}
+
+// memoryUsed is a guest's memory in use, in KiB, from libvirt's memory
+// statistics: as the guest sees it when its balloon driver reports
+// (available minus usable, else minus unused), otherwise the resident size
+// of its qemu process, at most the guest's memory (qemu's own overhead is
+// not the guest's use). 0 when neither is known.
+func memoryUsed(stats map[libvirt.DomainMemoryStatTags]uint64, memKiB uint64) uint64 {
+	if avail, ok := stats[libvirt.DOMAIN_MEMORY_STAT_AVAILABLE]; ok && avail > 0 {
+		if free, ok := stats[libvirt.DOMAIN_MEMORY_STAT_USABLE]; ok && free <= avail {
+			return avail - free
+		}
+		if free, ok := stats[libvirt.DOMAIN_MEMORY_STAT_UNUSED]; ok && free <= avail {
+			return avail - free
+		}
+	}
+	rss := stats[libvirt.DOMAIN_MEMORY_STAT_RSS]
+	if memKiB > 0 && rss > memKiB {
+		return memKiB
+	}
+	return rss
 }

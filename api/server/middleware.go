@@ -49,13 +49,15 @@ const resourceIDKey = "corral.resource_id"
 
 // unaudited routes change only measurements, every few seconds per host;
 // auditing them would bury the operators' calls.
-var unaudited = map[string]bool{"/v1/hosts/:id/heartbeat": true}
+var unaudited = map[string]bool{"/v1/hosts/:id/heartbeat": true, "/v1/hosts/:id/guests/console": true,
+	"/v1/hosts/:id/guests/console/input": true}
 
 // untransacted routes do slow work outside the database (an image upload
 // streams gigabytes to disk; a power operation waits on a BMC) and must
 // not hold a request transaction, which on SQLite is the only writer. They
 // commit their own changes in short transactions and are audited after.
-var untransacted = map[string]bool{"/v1/images/:id/file": true, "/v1/nodes/:id/power": true}
+var untransacted = map[string]bool{"/v1/images/:id/file": true, "/v1/nodes/:id/power": true,
+	"/v1/hosts/:id/guests/console/input": true} // an agent's long poll for console input
 
 // setResource names the object a mutating call acted on, for the audit log.
 func setResource(c echo.Context, id string) { c.Set(resourceIDKey, id) }

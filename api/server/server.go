@@ -82,7 +82,9 @@ type Server struct {
 	reg     *prometheus.Registry
 	placer  *placer
 	hub     *hub
-	limits  *limiters
+	// consoles wakes console follows (console.go).
+	consoles *consoleHub
+	limits   *limiters
 	// refusals audits refused calls, aggregating floods.
 	refusals *refusalLog
 }
@@ -123,7 +125,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, images: images, log: cfg.Logger, reg: cfg.Registry, hub: newHub()}
+	s := &Server{cfg: cfg, store: cfg.Store, images: images, log: cfg.Logger, reg: cfg.Registry, hub: newHub(),
+		consoles: &consoleHub{keys: map[string]*consoleWaiters{}}}
 	s.metrics = newMetrics(cfg.Registry)
 	s.refusals = newRefusalLog(cfg.Store, cfg.Logger, cfg.Now)
 	s.limits = newLimiters(cfg.RateLimits, cfg.Registry)
@@ -169,6 +172,8 @@ func (s *Server) routes() {
 	s.tokenRoutes(v1)
 	s.guestRoutes(v1)
 	s.unknownGuestRoutes(v1)
+	s.consoleRoutes(v1)
+	s.reportRoutes(v1)
 	s.networkRoutes(v1)
 	s.nodeRoutes(v1)
 	v1.GET("/audit", s.listAudit)
@@ -216,8 +221,9 @@ func (s *Server) readyz(c echo.Context) error {
 
 // RunMaintenance runs the background loops until ctx ends: it marks hosts
 // without a recent heartbeat down, and purges expired tokens (an operator's
-// database once filled with them), old idempotency keys and audit entries
-// past their retention.
+// database once filled with them), old idempotency keys, audit entries
+// past their retention, usage history older than 8 days and the consoles
+// and usage of deleted servers.
 func (s *Server) RunMaintenance(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -249,6 +255,12 @@ func (s *Server) MaintainOnce(ctx context.Context) {
 		s.log.Error("purge confirmed guest deletions", "error", err)
 	} else if n > 0 {
 		s.log.Info("purged confirmed guest deletions", "count", n, "older_than", s.cfg.TombstoneRetention)
+	}
+	if _, err := s.store.PurgeUsage(ctx, now.Add(-store.UsageKeepHours*time.Hour)); err != nil {
+		s.log.Error("purge usage history", "error", err)
+	}
+	if _, err := s.store.PurgeConsoles(ctx, now); err != nil {
+		s.log.Error("purge consoles of deleted servers", "error", err)
 	}
 	if _, err := s.store.PurgeIdempotencyKeys(ctx, now.Add(-24*time.Hour)); err != nil {
 		s.log.Error("purge idempotency keys", "error", err)

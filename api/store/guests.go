@@ -228,6 +228,11 @@ func (s *Store) ReportGuests(ctx context.Context, hostID string, in []types.Gues
 		if row.State+row.Fault+row.Observed != before {
 			res.Changed = append(res.Changed, row.API())
 		}
+		if g.State == types.GuestActive && state == types.ServerActive && g.Observed.DomainID > 0 {
+			if err := s.recordUsage(ctx, tx, row, g.Observed.Counters, now); err != nil {
+				return res, err
+			}
+		}
 	}
 	return res, tx.Commit()
 }

@@ -27,6 +27,7 @@ const (
 	CodeProjectInUse          = "project_in_use"          // 409
 	CodeHostHasServers        = "host_has_servers"        // 409
 	CodeImageNotActive        = "image_not_active"        // 409: the image has no uploaded data yet
+	CodeConsoleUnavailable    = "console_unavailable"     // 409: the server has no serial console through the API (bare metal); details.reason says why
 	CodeIdempotencyInProgress = "idempotency_in_progress" // 409: a request with this key is still running
 	CodeIdempotencyKeyReused  = "idempotency_key_reused"  // 422: the key was used for a different request
 	CodePreconditionFailed    = "precondition_failed"     // 412: If-Match does not match the current revision
@@ -97,7 +98,7 @@ func Status(code string) int {
 		return 405
 	case CodeAlreadyExists, CodeConflict, CodeNoValidHost, CodeFlavorInUse, CodeImageInUse, CodeRegionInUse,
 		CodeZoneInUse, CodeAggregateInUse, CodeProjectInUse, CodeHostHasServers,
-		CodeImageNotActive, CodeIdempotencyInProgress,
+		CodeImageNotActive, CodeIdempotencyInProgress, CodeConsoleUnavailable,
 		CodeNetworkInUse, CodeSubnetInUse, CodeSecurityGroupInUse, CodeIPPoolExhausted, CodeIPAddressInUse, CodeSegmentInUse,
 		CodeMACAddressInUse:
 		return 409

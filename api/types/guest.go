@@ -219,11 +219,16 @@ type AppliedQoS struct {
 
 // GuestCounter holds a guest's cumulative counters, from libvirt.
 type GuestCounter struct {
-	CPUTimeNs   uint64 `json:"cpu_time_ns"`
-	MemoryKiB   uint64 `json:"memory_kib"`
-	DiskRdBytes int64  `json:"disk_rd_bytes"`
-	DiskWrBytes int64  `json:"disk_wr_bytes"`
-	DiskWrReqs  int64  `json:"disk_wr_reqs"`
-	NetRxBytes  int64  `json:"net_rx_bytes"`
-	NetTxBytes  int64  `json:"net_tx_bytes"`
+	CPUTimeNs uint64 `json:"cpu_time_ns"`
+	// MemoryKiB is the guest's memory as libvirt sizes it (its flavor's).
+	MemoryKiB uint64 `json:"memory_kib"`
+	// MemoryUsedKiB is the memory the guest uses now: what the guest's
+	// balloon driver reports in use, else the resident size of its qemu
+	// process; 0 when unknown. Right-sizing reads it.
+	MemoryUsedKiB uint64 `json:"memory_used_kib,omitempty"`
+	DiskRdBytes   int64  `json:"disk_rd_bytes"`
+	DiskWrBytes   int64  `json:"disk_wr_bytes"`
+	DiskWrReqs    int64  `json:"disk_wr_reqs"`
+	NetRxBytes    int64  `json:"net_rx_bytes"`
+	NetTxBytes    int64  `json:"net_tx_bytes"`
 }

@@ -15,6 +15,13 @@ import (
 	"github.com/corral-cloud/corral/compute"
 )
 
+// The compute driver is the agent's guest driver and console source.
+var (
+	_ agent.GuestDriver   = (*compute.Driver)(nil)
+	_ agent.ConsoleSource = (*compute.Driver)(nil)
+	_ agent.ConsoleWriter = (*compute.Driver)(nil)
+)
+
 // computeOptions configure the guests this host runs.
 type computeOptions struct {
 	enabled                  bool

@@ -192,6 +192,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		cfg.Guests, probe.Guests, probe.Extra = driver, driver, caps
 		cfg.Stats = guestStats{driver}
+		cfg.Consoles = driver // the guests' console logs, uploaded for GET /v1/servers/{id}/console
 	}
 	if a, err = agent.New(cfg); err != nil {
 		return err

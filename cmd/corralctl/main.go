@@ -121,6 +121,7 @@ Exit status: 0 on success, 1 for an API or other error, 2 for a usage error.`,
 	)
 	root.AddCommand(a.nodeCommand()) // bare metal (node.go)
 	root.AddCommand(a.networkCommands()...)
+	root.AddCommand(a.reportCommand())
 	root.AddCommand(a.versionCommand())
 	return root
 }

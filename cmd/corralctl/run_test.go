@@ -478,7 +478,7 @@ func TestUsageErrors(t *testing.T) {
 		wantStderr string
 	}{
 		{"no command", nil,
-			"corralctl: corralctl needs a command: aggregate, audit, completion, flavor, host, image, network, node, port, project, region, security-group, server, subnet, token, version, zone\nRun 'corralctl --help' for usage.\n"},
+			"corralctl: corralctl needs a command: aggregate, audit, completion, flavor, host, image, network, node, port, project, region, report, security-group, server, subnet, token, version, zone\nRun 'corralctl --help' for usage.\n"},
 		{"unknown command, with a suggestion", []string{"servr", "list"},
 			"corralctl: unknown command \"servr\" for \"corralctl\"; did you mean server?\nRun 'corralctl --help' for usage.\n"},
 		{"unknown subcommand", []string{"server", "frob"},

@@ -126,7 +126,8 @@ last error) if it ends in error.`,
 		a.serverAction(k, types.ActionStart, "Start a stopped server", client.UntilActive),
 		a.serverAction(k, types.ActionStop, "Stop a server: graceful, forced after the host's stop timeout", client.UntilStopped),
 		// No --wait on reboot: the server stays active throughout.
-		a.serverAction(k, types.ActionReboot, "Reboot an active server", ""))
+		a.serverAction(k, types.ActionReboot, "Reboot an active server", ""),
+		a.consoleCommand(k))
 }
 
 // changeServer makes a change (call) and prints the server, after
