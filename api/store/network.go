@@ -572,13 +572,17 @@ func (s *Store) ListPorts(ctx context.Context, opts ListOptions) (types.List[typ
 }
 
 // PortChange is a validated port update with references resolved to IDs.
+//
+// MACAddress is set only when a port is plugged into a bare-metal server:
+// it takes the MAC of the node's NIC.
 type PortChange struct {
-	Name, DeviceID, HostID, Description *string
-	SecurityGroups                      *[]string
+	Name, DeviceID, HostID, Description, MACAddress *string
+	SecurityGroups                                  *[]string
 }
 
 // UpdatePort changes a port: its name, binding (server and host) or
-// security groups. Its MAC and addresses never change. A port rebound to
+// security groups. Its addresses never change, nor its MAC, but when it
+// is plugged into a bare-metal server (MACAddress). A port rebound to
 // another server (or unbound) is no longer deleted with a server: whoever
 // moved it owns it now.
 func (s *Store) UpdatePort(ctx context.Context, id string, ifMatch int64, in PortChange) (types.Port, error) {
@@ -600,6 +604,7 @@ func (s *Store) UpdatePort(ctx context.Context, id string, ifMatch int64, in Por
 		}
 		set(&row.HostID, in.HostID)
 		set(&row.Description, in.Description)
+		set(&row.MACAddress, in.MACAddress)
 		row.Revision++
 		row.UpdatedAt = micros(time.Now())
 		q, args, err := sqlx.Named(portTable.updateSQL(), &row)
