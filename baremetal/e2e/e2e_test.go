@@ -31,8 +31,9 @@ import (
 var ctx = context.Background()
 
 // tokenTTL is the boot tokens' time to live in the rig: long enough for a
-// loaded machine to PXE-boot the ramdisk, short enough to watch one expire.
-const tokenTTL = 2 * time.Minute
+// loaded machine to PXE-boot the ramdisk (at a load average of 20 on two
+// cores that took over two minutes), short enough to watch one expire.
+const tokenTTL = 4 * time.Minute
 
 var (
 	buildOnce                  sync.Once
