@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os/exec"
@@ -156,19 +157,27 @@ func eventually(timeout time.Duration, cond func() bool) bool {
 
 // nodePing runs ping on the node's serial console (its deployed OS's root
 // shell) and reports whether ip answered. The result marker is computed
-// by the shell, so the echoed command line never matches it.
+// by the shell, so the echoed command line never matches it. The
+// connection stays open, drained, until the answer: QEMU drops what a
+// closed connection had not yet fed the serial port, and a reader that
+// does not drain stalls the guest's output. A line sent while no shell
+// reads is lost, so it is sent again (after Ctrl-C) until answered: a
+// ping may run twice.
 func nodePing(t *testing.T, sn *sim.Node, ip string) bool {
 	t.Helper()
+	c, err := net.DialTimeout("unix", filepath.Join(sn.Dir, sn.Name+".sock"), 10*time.Second)
+	if err != nil {
+		t.Fatalf("serial console of %s: %v", sn.Name, err)
+	}
+	defer c.Close()
+	go io.Copy(io.Discard, c)
 	k := rand.IntN(1 << 30)
 	ok, fail := fmt.Sprintf("BMPING-%d-ok", k+1), fmt.Sprintf("BMPING-%d-fail", k+1)
-	cmd := fmt.Sprintf("ping -c 3 -W 2 %s >/dev/null 2>&1 && echo BMPING-$((%d+1))-ok || echo BMPING-$((%d+1))-fail\n", ip, k, k)
-	for try := 0; try < 3; try++ { // the console's shell may be restarting
-		c, err := net.DialTimeout("unix", filepath.Join(sn.Dir, sn.Name+".sock"), 10*time.Second)
-		if err != nil {
-			t.Fatalf("serial console of %s: %v", sn.Name, err)
+	cmd := fmt.Sprintf("ping -c 3 -W 2 %s >/dev/null 2>&1 && echo BMPING-$((%d+1))-ok || echo BMPING-$((%d+1))-fail\r", ip, k, k)
+	for try := 0; try < 4; try++ {
+		if _, err := fmt.Fprint(c, "\x03"+cmd); err != nil {
+			t.Fatalf("write to the console of %s: %v", sn.Name, err)
 		}
-		c.Write([]byte(cmd))
-		c.Close()
 		var line string
 		eventually(30*time.Second, func() bool {
 			line = sn.SerialLine(ok) + sn.SerialLine(fail)
