@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-cloud/corral/agent"
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
 )
@@ -26,6 +27,13 @@ type NodeStore interface {
 	RecordNodePower(ctx context.Context, id, power, fault, reason, actor string) (store.NodeRow, error)
 	NodeEvent(ctx context.Context, nodeID, from, to, reason, actor string) error
 	GetImage(ctx context.Context, idOrName string) (types.Image, error)
+	// The ports of a node's server and their networks and subnets: the
+	// tenant networks its switch ports join, and its bootstrap network
+	// configuration.
+	ListPorts(ctx context.Context, opts store.ListOptions) (types.List[types.Port], error)
+	GetNetwork(ctx context.Context, idOrName string) (types.Network, error)
+	GetSubnet(ctx context.Context, idOrName string) (types.Subnet, error)
+	GetServer(ctx context.Context, id string) (types.Server, error)
 }
 
 var _ NodeStore = (*store.Store)(nil)
@@ -54,6 +62,11 @@ const (
 	// StepAgentDone: the agent succeeded; the conductor finishes
 	// (boots the disk, powers off).
 	StepAgentDone = "agent_done"
+	// StepNetworks: a deployed node is powered off and boots its disk
+	// next; its switch ports move from the provisioning network to its
+	// server's networks before it is powered on, so the tenant's OS never
+	// sees the provisioning network.
+	StepNetworks = "networks"
 )
 
 // ConductorConfig configures a Conductor. Zero values take the defaults.
@@ -83,6 +96,12 @@ type ConductorConfig struct {
 	// network. Nil leaves the fabric alone: nodes then stay on the
 	// provisioning network when active.
 	Switch SwitchPort
+	// SwitchTimeout bounds each switch call (default 30 s).
+	SwitchTimeout time.Duration
+	// SwitchBackoff spaces the tries of a switch move that failed
+	// (default 1 s doubling to 10 s, 20 % jitter); a move is tried four
+	// times before the node fails.
+	SwitchBackoff agent.Backoff
 	// Logger receives the conductor's messages.
 	Logger *slog.Logger
 }
@@ -100,6 +119,10 @@ func (c *ConductorConfig) defaults() {
 	def(&c.DeployTimeout, 30*time.Minute)
 	def(&c.CleanTimeout, 15*time.Minute)
 	def(&c.TokenTTL, 30*time.Minute)
+	def(&c.SwitchTimeout, 30*time.Second)
+	if c.SwitchBackoff == (agent.Backoff{}) {
+		c.SwitchBackoff = defaultSwitchBackoff()
+	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 2
 	}
@@ -351,7 +374,7 @@ func (c *Conductor) fail(ctx context.Context, seen store.NodeRow, reason string)
 		return err
 	}
 	c.log.Warn("node failed", "node", seen.ID, "state", seen.State, "reason", reason)
-	if seen.Step == StepWaitAgent || seen.Step == StepBooting || seen.Step == StepAgentDone {
+	if seen.Step == StepWaitAgent || seen.Step == StepBooting || seen.Step == StepAgentDone || seen.Step == StepNetworks {
 		if bmc, berr := c.bmc(seen); berr == nil {
 			if perr := bmc.SetPower(ctx, PowerOff); perr == nil {
 				c.store.RecordNodePower(ctx, seen.ID, types.PowerOff, "", "powered off after the failure", c.actor())
@@ -430,6 +453,8 @@ func (c *Conductor) agentStep(ctx context.Context, r store.NodeRow, mode string,
 		return nil
 	case StepAgentDone:
 		return c.finish(ctx, r, mode)
+	case StepNetworks:
+		return c.activate(ctx, r)
 	}
 	return nil
 }
@@ -515,34 +540,22 @@ func (c *Conductor) finish(ctx context.Context, r store.NodeRow, mode string) er
 	}
 	switch mode {
 	case types.AgentDeploy:
-		// Boot the written disk from now on. The node is off while its
-		// port leaves the provisioning network, so the tenant's OS never
-		// sees that network, not even for its first DHCP request. Each
-		// call is idempotent: a conductor that resumes here repeats them.
+		// Boot the written disk from now on, powered off: the node is off
+		// while its ports leave the provisioning network (StepNetworks),
+		// so the tenant's OS never sees that network, not even for its
+		// first DHCP request. Each call is idempotent: a conductor that
+		// resumes here repeats them.
 		if err := bmc.SetBootDevice(ctx, BootDisk); err != nil {
 			return c.fail(ctx, r, "boot the deployed disk: "+bmcFault(err))
 		}
 		if err := bmc.SetPower(ctx, PowerOff); err != nil {
 			return c.fail(ctx, r, "boot the deployed disk: "+bmcFault(err))
 		}
-		if err := c.setProvisioning(ctx, r, false, "deployed: a tenant's machine stays off the provisioning network"); err != nil {
-			return c.fail(ctx, r, "take the node off the provisioning network: "+err.Error())
-		}
-		if err := bmc.SetPower(ctx, PowerOn); err != nil {
-			return c.fail(ctx, r, "boot the deployed disk: "+bmcFault(err))
-		}
-		if _, err := c.store.RecordNodePower(ctx, r.ID, types.PowerOn, "", "booting the deployed disk", c.actor()); err != nil {
-			return err
-		}
-		_, err := c.store.UpdateNodeServer(ctx, r.ID, c.actor(), func(_ *store.Tx, n *store.NodeRow) (string, error) {
-			if n.State != r.State || n.Step != r.Step {
-				return "", &store.NodeStateError{NodeID: n.ID, State: n.State, Want: []string{r.State}}
-			}
-			n.State, n.Step = types.NodeActive, ""
-			n.ClearAgentCredentials()
-			n.SetDeadline(time.Time{})
-			return "image written and verified; booted from disk", nil
-		}, store.MarkServerActive(nil))
+		c.store.RecordNodePower(ctx, r.ID, types.PowerOff, "", "deployed; moving its switch ports", c.actor())
+		_, err := c.transition(ctx, r, func(n *store.NodeRow) string {
+			n.Step = StepNetworks
+			return ""
+		})
 		return err
 	default:
 		if err := bmc.SetPower(ctx, PowerOff); err != nil {
@@ -574,6 +587,37 @@ func (c *Conductor) finish(ctx context.Context, r store.NodeRow, mode string) er
 		})
 		return err
 	}
+}
+
+// activate moves a deployed node's switch ports onto its server's
+// networks, powers it on from its disk and makes it active.
+func (c *Conductor) activate(ctx context.Context, r store.NodeRow) error {
+	bmc, err := c.bmc(r)
+	if err != nil {
+		return c.fail(ctx, r, err.Error())
+	}
+	if err := c.joinTenant(ctx, r); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return c.fail(ctx, r, "move the node's switch ports to its networks: "+err.Error())
+	}
+	if err := bmc.SetPower(ctx, PowerOn); err != nil {
+		return c.fail(ctx, r, "boot the deployed disk: "+bmcFault(err))
+	}
+	if _, err := c.store.RecordNodePower(ctx, r.ID, types.PowerOn, "", "booting the deployed disk", c.actor()); err != nil {
+		return err
+	}
+	_, err = c.store.UpdateNodeServer(ctx, r.ID, c.actor(), func(_ *store.Tx, n *store.NodeRow) (string, error) {
+		if n.State != r.State || n.Step != r.Step {
+			return "", &store.NodeStateError{NodeID: n.ID, State: n.State, Want: []string{r.State}}
+		}
+		n.State, n.Step = types.NodeActive, ""
+		n.ClearAgentCredentials()
+		n.SetDeadline(time.Time{})
+		return "image written and verified; booted from disk", nil
+	}, store.MarkServerActive(nil))
+	return err
 }
 
 // setProvisioning moves the node's provisioning NIC on or off the
@@ -610,6 +654,12 @@ func (c *Conductor) tearDown(ctx context.Context, r store.NodeRow) error {
 		return c.fail(ctx, r, "power off to delete the server: "+bmcFault(err))
 	}
 	c.store.RecordNodePower(ctx, r.ID, types.PowerOff, "", "server deleted", c.actor())
+	if err := c.leaveTenant(ctx, r); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return c.fail(ctx, r, "take the node off its tenant networks: "+err.Error())
+	}
 	_, err = c.store.DetachNodeServer(ctx, r.ID, c.actor())
 	return err
 }

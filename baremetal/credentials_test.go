@@ -189,7 +189,7 @@ func TestSwitchFailureFailsDeploy(t *testing.T) {
 	r.sw.Fail = errors.New("switch timed out")
 	row := r.settle(n.ID)
 	got := must(t, func() (types.Server, error) { return r.st.GetServer(ctx, srv.ID) })
-	if row.State != types.NodeError || !strings.Contains(row.LastError, "take the node off the provisioning network") ||
+	if row.State != types.NodeError || !strings.Contains(row.LastError, "move the node's switch ports to its networks") ||
 		got.State != types.ServerError {
 		t.Errorf("node %s %q, server %s", row.State, row.LastError, got.State)
 	}

@@ -16,6 +16,9 @@ type MatchRequest struct {
 	RegionID               string
 	ZoneID                 string
 	AggregateID            string
+	// NICs is how many NICs the server's ports need: one port per NIC,
+	// each NIC an access port of one network.
+	NICs int
 }
 
 // Reasons a node is passed over.
@@ -29,6 +32,7 @@ const (
 	ReasonCPUs      = "too few cpus"
 	ReasonRAM       = "too little ram"
 	ReasonDisk      = "disk too small"
+	ReasonNICs      = "too few nics"
 )
 
 // Explanation counts why nodes were passed over, with a few sample nodes
@@ -107,6 +111,8 @@ func Match(nodes []types.Node, req MatchRequest) ([]types.Node, Explanation) {
 			exp.reject(n, ReasonRAM, fmt.Sprintf("%d MiB < %d MiB", hw.RAMMiB, req.RAMMiB))
 		case hw.DiskGiB() < req.DiskGiB:
 			exp.reject(n, ReasonDisk, fmt.Sprintf("%d GiB < %d GiB", hw.DiskGiB(), req.DiskGiB))
+		case len(n.MACs) < req.NICs:
+			exp.reject(n, ReasonNICs, fmt.Sprintf("%d < %d", len(n.MACs), req.NICs))
 		default:
 			fit = append(fit, n)
 		}

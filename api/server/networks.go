@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/corral-cloud/corral/api/store"
@@ -88,8 +90,11 @@ func (s *Server) networkRoutes(g *echo.Group) {
 	})
 	g.PATCH("/ports/:id", s.updatePort)
 	g.DELETE("/ports/:id", func(c echo.Context) error {
-		_, rev, err := writableVisible(c, s.visiblePort)
+		p, rev, err := writableVisible(c, s.visiblePort)
 		if err != nil {
+			return err
+		}
+		if err := s.baremetalPortsFixed(c, p.DeviceID); err != nil {
 			return err
 		}
 		if _, err := st.DeletePort(c.Request().Context(), c.Param("id"), rev); err != nil {
@@ -415,27 +420,82 @@ func (s *Server) portProject(c echo.Context, given, fallback string) (string, er
 // resolveBinding checks the server and host a port is bound to. An empty
 // host with a server means the server's host. Only admins (and the host's
 // own agent) name a host: see bindableHost.
-func (s *Server) resolveBinding(c echo.Context, projectID, serverID, host string) (string, string, error) {
+//
+// A bare-metal server's port is bound to no host: it is wired on its
+// node's switch port, and takes the MAC of the node's next NIC without a
+// port (mac; "" for a VM's port). See baremetalMAC.
+func (s *Server) resolveBinding(c echo.Context, projectID, serverID, host, portID string) (string, string, string, error) {
 	if host != "" {
 		h, err := s.bindableHost(c, host)
 		if err != nil {
-			return "", "", refError("host_id", err)
+			return "", "", "", refError("host_id", err)
 		}
 		host = h
 	}
+	mac := ""
 	if serverID != "" {
 		srv, err := s.store.GetServer(c.Request().Context(), serverID)
 		if err != nil {
-			return "", "", refError("device_id", err)
+			return "", "", "", refError("device_id", err)
 		}
 		if srv.ProjectID != projectID { // an admin's mistake: members see only their project's servers
-			return "", "", types.FieldError("device_id", "server %s is in project %s, the port in %s", srv.ID, srv.ProjectID, projectID)
+			return "", "", "", types.FieldError("device_id", "server %s is in project %s, the port in %s", srv.ID, srv.ProjectID, projectID)
+		}
+		if srv.Kind == types.KindBaremetal {
+			if host != "" {
+				return "", "", "", types.FieldError("host_id", "a bare-metal server's port is wired on its node's switch port, not on a host")
+			}
+			if mac, err = s.baremetalMAC(c, srv, portID); err != nil {
+				return "", "", "", err
+			}
 		}
 		if host == "" {
 			host = srv.HostID
 		}
 	}
-	return serverID, host, nil
+	return serverID, host, mac, nil
+}
+
+// baremetalMAC returns the MAC a port plugged into a bare-metal server
+// takes: that of the first NIC of the server's node that has no port of
+// the server yet (portID, the port being plugged, excepted). The node's
+// switch ports join the networks when its deploy ends, so ports are
+// plugged while the server is building; later changes would leave the
+// switch behind (409 until hot-plug exists).
+func (s *Server) baremetalMAC(c echo.Context, srv types.Server, portID string) (string, error) {
+	ctx := c.Request().Context()
+	if err := s.baremetalPortsFixed(c, srv.ID); err != nil {
+		return "", err
+	}
+	node, err := s.store.GetNode(ctx, srv.NodeID)
+	if err != nil {
+		return "", types.Errorf(types.CodeConflict, "server %s has no node to wire a port on", srv.ID)
+	}
+	ports, err := s.store.ListPorts(ctx, store.ListOptions{Limit: 100, Filters: map[string]string{"device_id": srv.ID}})
+	if err != nil {
+		return "", err
+	}
+	for _, mac := range node.MACs {
+		if !slices.ContainsFunc(ports.Items, func(p types.Port) bool { return p.ID != portID && strings.EqualFold(p.MACAddress, mac) }) {
+			return mac, nil
+		}
+	}
+	return "", types.FieldError("device_id", "every NIC of server %s's node (%d) has a port already: a bare-metal port is one NIC on one network", srv.ID, len(node.MACs))
+}
+
+// baremetalPortsFixed refuses a change to the ports of a bare-metal
+// server once its deploy is over (its switch ports are set then): 409.
+// Other servers' ports, and unplugged ones, may change.
+func (s *Server) baremetalPortsFixed(c echo.Context, serverID string) error {
+	if serverID == "" {
+		return nil
+	}
+	srv, err := s.store.GetServer(c.Request().Context(), serverID)
+	if err != nil || srv.Kind != types.KindBaremetal || srv.State == types.ServerBuilding {
+		return nil
+	}
+	return types.Errorf(types.CodeConflict, "server %s is a bare-metal server that is %s: its switch ports were set when its deploy ended, "+
+		"so its ports change only while it is building (or with the server's delete)", srv.ID, srv.State)
 }
 
 // bindableHost resolves the host a caller binds a port to. Members may not
@@ -515,8 +575,15 @@ func (s *Server) createPort(c echo.Context) error {
 		}
 		spec.Port.MACAddress = mac
 	}
-	if spec.Port.DeviceID, spec.Port.HostID, err = s.resolveBinding(c, project, in.Server, in.Host); err != nil {
+	var nicMAC string
+	if spec.Port.DeviceID, spec.Port.HostID, nicMAC, err = s.resolveBinding(c, project, in.Server, in.Host, ""); err != nil {
 		return err
+	}
+	if nicMAC != "" {
+		if spec.Port.MACAddress != "" && spec.Port.MACAddress != nicMAC {
+			return types.FieldError("mac_address", "a port of a bare-metal server takes its node's NIC MAC (%s); leave mac_address out", nicMAC)
+		}
+		spec.Port.MACAddress = nicMAC
 	}
 	if spec.IPs, err = s.resolveFixedIPs(c, network.ID, in.FixedIPs); err != nil {
 		return err
@@ -679,10 +746,17 @@ func (s *Server) updatePort(c echo.Context) error {
 		if in.Host != nil {
 			host = *in.Host
 		}
-		if server, host, err = s.resolveBinding(c, p.ProjectID, server, host); err != nil {
+		if err := s.baremetalPortsFixed(c, p.DeviceID); err != nil {
+			return err
+		}
+		var nicMAC string
+		if server, host, nicMAC, err = s.resolveBinding(c, p.ProjectID, server, host, p.ID); err != nil {
 			return err
 		}
 		ch.DeviceID, ch.HostID = &server, &host
+		if nicMAC != "" && nicMAC != p.MACAddress {
+			ch.MACAddress = &nicMAC // the node's NIC's: what its OS and the switch see
+		}
 	}
 	if in.SecurityGroups != nil {
 		ids, err := s.resolveGroups(c, p.ProjectID, *in.SecurityGroups)

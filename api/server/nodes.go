@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -381,14 +382,14 @@ func (s *Server) powerNode(c echo.Context) error {
 // transaction that records the server, so two creates never get the same
 // node (the loser moves on to the next candidate). The conductor then
 // deploys it: 201 with the server "building".
-func (s *Server) createBaremetalServer(c echo.Context, out types.Server) error {
+func (s *Server) createBaremetalServer(c echo.Context, out types.Server, networks []string) error {
 	ctx := c.Request().Context()
 	flavor, err := s.store.GetFlavor(ctx, out.FlavorID)
 	if err != nil {
 		return refError("flavor", err)
 	}
 	req := baremetal.MatchRequest{VCPUs: flavor.VCPUs, RAMMiB: flavor.RAMMiB, DiskGiB: flavor.DiskGiB,
-		RegionID: out.RegionID, ZoneID: out.ZoneID, AggregateID: out.AggregateID}
+		RegionID: out.RegionID, ZoneID: out.ZoneID, AggregateID: out.AggregateID, NICs: len(networks)}
 	for range 8 {
 		nodes, err := listAll(ctx, s.store.ListNodes)
 		if err != nil {
@@ -411,11 +412,58 @@ func (s *Server) createBaremetalServer(c echo.Context, out types.Server) error {
 			if err != nil {
 				return refError("server", err)
 			}
+			if len(networks) > 0 {
+				// The request's transaction makes the claim and the ports
+				// one change: a port that fails undoes the claim.
+				if err := s.plugBaremetalNetworks(c, made, n, networks); err != nil {
+					return err
+				}
+				if made, err = s.store.GetServer(ctx, made.ID); err != nil {
+					return err
+				}
+				s.notify(c, networkWatchKey)
+			}
 			s.wakeConductor(c)
 			return created(c, made.ID, made.Revision, made, nil)
 		}
 	}
 	return types.Errorf(types.CodeUnavailable, "every fitting node was taken by concurrent requests; retry")
+}
+
+// plugBaremetalNetworks gives a new bare-metal server one port on each
+// network, on the node's NICs in order: the port's MAC is the NIC's, so
+// the node's OS configures the address IPAM gave the port on the NIC that
+// the switch puts on the port's network. The ports are auto_delete, and
+// bound to no host: the conductor wires them on the node's switch port
+// when the deploy ends (no hypervisor's agent touches them).
+func (s *Server) plugBaremetalNetworks(c echo.Context, srv types.Server, node types.Node, networks []string) error {
+	ctx := c.Request().Context()
+	group, err := s.store.EnsureDefaultSecurityGroup(ctx, srv.ProjectID)
+	if err != nil {
+		return err
+	}
+	for i, n := range networks {
+		field := fmt.Sprintf("networks[%d]", i)
+		ips, err := s.resolveFixedIPs(c, n, nil)
+		if err != nil {
+			return err
+		}
+		_, err = s.store.CreatePort(ctx, store.PortSpec{Port: types.Port{NetworkID: n, ProjectID: srv.ProjectID,
+			DeviceID: srv.ID, MACAddress: node.MACs[i], SecurityGroups: []string{group.ID}, AutoDelete: true}, IPs: ips})
+		if errors.Is(err, store.ErrExists) {
+			return types.Errorf(types.CodeMACAddressInUse, "%s: the node's NIC %s already has a port on network %s", field, node.MACs[i], n).
+				WithDetail("field", field)
+		}
+		if err != nil {
+			err = netError(err)
+			var apiErr *types.Error
+			if errors.As(err, &apiErr) && apiErr.Details["field"] != nil {
+				apiErr.Details["field"] = field
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // deleteBaremetalServer starts deleting a baremetal server: the node is

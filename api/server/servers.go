@@ -35,10 +35,7 @@ func (s *Server) createServer(c echo.Context) error {
 		return err
 	}
 	if out.Kind == types.KindBaremetal { // bare metal: a node, not a host (nodes.go)
-		if len(networks) > 0 {
-			return types.FieldError("networks", "not yet supported for bare-metal servers: create a port and plug it into the server")
-		}
-		return s.createBaremetalServer(c, out)
+		return s.createBaremetalServer(c, out, networks)
 	}
 	ctx := c.Request().Context()
 	var made []types.Server

@@ -616,14 +616,18 @@ func (s *Store) ListPorts(ctx context.Context, opts ListOptions) (types.List[typ
 }
 
 // PortChange is a validated port update with references resolved to IDs.
+//
+// MACAddress is set only when a port is plugged into a bare-metal server:
+// it takes the MAC of the node's NIC.
 type PortChange struct {
-	Name, DeviceID, HostID, Description *string
-	SecurityGroups                      *[]string
-	AllowedAddressPairs                 *[]types.AddressPair
+	Name, DeviceID, HostID, Description, MACAddress *string
+	SecurityGroups                                  *[]string
+	AllowedAddressPairs                             *[]types.AddressPair
 }
 
 // UpdatePort changes a port: its name, binding (server and host) or
-// security groups. Its MAC and addresses never change. A port rebound to
+// security groups. Its addresses never change, nor its MAC, but when it
+// is plugged into a bare-metal server (MACAddress). A port rebound to
 // another server (or unbound) is no longer deleted with a server: whoever
 // moved it owns it now.
 func (s *Store) UpdatePort(ctx context.Context, id string, ifMatch int64, in PortChange) (types.Port, error) {
@@ -648,6 +652,7 @@ func (s *Store) UpdatePort(ctx context.Context, id string, ifMatch int64, in Por
 		if in.AllowedAddressPairs != nil {
 			row.AllowedAddressPairs = pairsJSON(*in.AllowedAddressPairs)
 		}
+		set(&row.MACAddress, in.MACAddress)
 		row.Revision++
 		row.UpdatedAt = micros(time.Now())
 		q, args, err := sqlx.Named(portTable.updateSQL(), &row)

@@ -193,8 +193,9 @@ type AddressPair struct {
 }
 
 // PortUpdate changes the fields that are set. Setting device_id or host_id
-// to "" unbinds the port; setting them moves it (a VM↔bare-metal move keeps
-// the port's MAC and addresses).
+// to "" unbinds the port; setting them moves it (a move keeps the port's
+// addresses; plugged into a bare-metal server, the port takes the MAC of
+// the node's NIC it is wired on, and it has no host).
 type PortUpdate struct {
 	Name           *string   `json:"name,omitempty"`
 	Server         *string   `json:"device_id,omitempty"`

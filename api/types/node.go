@@ -245,4 +245,25 @@ type AgentWork struct {
 	Mode    string    `json:"mode"`
 	Clean   string    `json:"clean,omitempty"`
 	Expires time.Time `json:"expires"`
+	// ConfigDrive, for a deploy, is what the agent writes to a partition
+	// of its own at the end of the disk once the image is written: the
+	// deployed OS's bootstrap (hostname, network configuration, SSH keys,
+	// user data), read at first boot the way cloud-init reads a
+	// ConfigDrive or NoCloud seed.
+	ConfigDrive *ConfigDrive `json:"config_drive,omitempty"`
+}
+
+// ConfigDrive is a small read-only filesystem (ISO 9660) for a deployed
+// node's first boot. Label is "config-2" (OpenStack ConfigDrive layout)
+// or "cidata" (NoCloud); Files are its files, by slash-separated path
+// ("meta-data", "openstack/latest/meta_data.json").
+type ConfigDrive struct {
+	Label string            `json:"label"`
+	Files []ConfigDriveFile `json:"files"`
+}
+
+// ConfigDriveFile is one file of a config drive.
+type ConfigDriveFile struct {
+	Path string `json:"path"`
+	Data []byte `json:"data"`
 }

@@ -295,7 +295,7 @@ func (a *Agent) report(ctx context.Context, rep types.AgentReport) error {
 // disk, the digest read back and the bytes written.
 func (a *Agent) deploy(ctx context.Context, hw types.NodeHardware) (string, string, int64, error) {
 	var disk string
-	var size int64
+	var size, diskSize int64
 	err := a.retry(ctx, "download image", func() (bool, error) {
 		resp, err := a.request(ctx, http.MethodGet, "/agent/image", nil)
 		if err != nil {
@@ -314,7 +314,7 @@ func (a *Agent) deploy(ctx context.Context, hw types.NodeHardware) (string, stri
 		if disk == "" {
 			for _, d := range hw.Disks {
 				if d.SizeBytes >= size {
-					disk = d.Name
+					disk, diskSize = d.Name, d.SizeBytes
 					break
 				}
 			}
@@ -340,6 +340,15 @@ func (a *Agent) deploy(ctx context.Context, hw types.NodeHardware) (string, stri
 		return disk, "", size, fmt.Errorf("read back /dev/%s: %w", disk, err)
 	}
 	a.logf("written and read back: sha256 %s", back)
+	// The bootstrap last: a partition of its own after the image's, so
+	// the image's digest above is of what corrald sent.
+	if cd := a.work.ConfigDrive; cd != nil {
+		part, err := writeConfigDrive(a.path("/dev/"+disk), diskSize, cd, time.Now())
+		if err != nil {
+			return disk, back, size, fmt.Errorf("config drive on /dev/%s: %w", disk, err)
+		}
+		a.logf("config drive %s written to partition %d of /dev/%s (%d files)", cd.Label, part, disk, len(cd.Files))
+	}
 	return disk, back, size, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,8 +31,9 @@ import (
 var ctx = context.Background()
 
 // tokenTTL is the boot tokens' time to live in the rig: long enough for a
-// loaded machine to PXE-boot the ramdisk, short enough to watch one expire.
-const tokenTTL = 2 * time.Minute
+// loaded machine to PXE-boot the ramdisk (at a load average of 20 on two
+// cores that took over two minutes), short enough to watch one expire.
+const tokenTTL = 4 * time.Minute
 
 var (
 	buildOnce                  sync.Once
@@ -267,15 +269,24 @@ func TestBaremetalPowerAndBMC(t *testing.T) {
 	r.wait(good.Name, 2*time.Minute, "recovered", func(n types.Node) bool { return n.BMCFault == "" && n.PowerState == types.PowerOff })
 }
 
-// TestBaremetalEndToEnd covers acceptance 4: a node is inspected by the
-// deploy ramdisk, "corralctl server create --kind baremetal" PXE-boots it,
-// writes the image, reboots it from disk to the image's readiness marker,
-// and the server is active with the node's MAC and address; deleting it
-// cleans the node back to available.
+// TestBaremetalEndToEnd covers acceptance 4 of issue 10 and 5 of issue
+// 11 with one deploy: a node is inspected by the deploy ramdisk;
+// "corralctl server create --kind baremetal --network tenant" PXE-boots
+// it, writes the image and its config drive, and boots it from disk onto
+// the VLAN tenant network it shares with a VM (a namespace plugged as a
+// VM's port on a host's bridge, wired by the real network agent, the
+// host's uplink trunking the VLAN to the simulated top-of-rack switch).
+// The deployed OS takes its hostname and IPAM address from the config
+// drive; the node and the VM ping each other by their IPAM addresses; the
+// node is not reachable from the provisioning network. Deleting the
+// server cleans the node back to available, on the provisioning network
+// and off the tenant network.
 func TestBaremetalEndToEnd(t *testing.T) {
 	r := newRig(t, true)
+	tn := newTenant(t, r)
 	mac := r.uniqueMAC()
 	sn, n := r.node("bm1", mac, "secret", "--provide")
+	vm, vmPort := tn.vm(t, "vm1")
 	n = r.wait(n.Name, 5*time.Minute, "available", func(n types.Node) bool { return n.State == types.NodeAvailable || n.State == types.NodeError })
 	if n.State != types.NodeAvailable || n.Hardware.CPUs < 1 || n.Hardware.RAMMiB < 128 || n.Hardware.DiskGiB() < 1 {
 		t.Fatalf("after inspection: %s %q hardware %+v", n.State, n.LastError, n.Hardware)
@@ -284,7 +295,7 @@ func TestBaremetalEndToEnd(t *testing.T) {
 	// the node's provision states as progress on stderr.
 	start := time.Now()
 	out := r.ctl("server", "create", "metal-1", "--kind", "baremetal", "--flavor", "metal", "--image", "bm-image", "--project", "p",
-		"--wait", "--wait-timeout", "8m")
+		"--network", "tenant", "--wait", "--wait-timeout", "8m")
 	if !strings.Contains(out, n.ID) {
 		t.Fatalf("server not placed on the node: %s", out)
 	}
@@ -301,15 +312,45 @@ func TestBaremetalEndToEnd(t *testing.T) {
 	}
 	t.Logf("create → active in %s", time.Since(start).Round(time.Second))
 	n = r.get(n.Name)
-	if len(srv.Addresses) != 0 || n.ProvisionIP == "" {
-		t.Errorf("server addresses %+v (an active node is off the provisioning network), node %s at %s", srv.Addresses, mac, n.ProvisionIP)
+	ports, err := client.ListAll[types.Port](ctx, r.admin, "/v1/ports", url.Values{"device_id": {srv.ID}})
+	if err != nil || len(ports) != 1 || ports[0].MACAddress != mac || ports[0].HostID != "" || ports[0].NetworkID != tn.network.ID {
+		t.Fatalf("the server's ports: %+v, %v; want one on %s with the node's MAC %s", ports, err, tn.network.ID, mac)
 	}
-	line := sn.WaitSerial(t, "GUEST-READY bm-image", 4*time.Minute)
-	if strings.Contains(line, "addr="+n.ProvisionIP+"/") {
-		t.Errorf("the deployed OS got the provisioning address %s: %q", n.ProvisionIP, line)
+	bmIP := ports[0].FixedIPs[0].IPAddress
+	if len(srv.Addresses) != 1 || srv.Addresses[0].IP != bmIP || n.ProvisionIP == "" {
+		t.Errorf("server addresses %+v, want its port's %s only (not the provisioning address %s)", srv.Addresses, bmIP, n.ProvisionIP)
+	}
+	// The switch port is on the tenant VLAN, and the deployed OS took its
+	// name and address from the config drive.
+	if got := sn.PortVLAN(t); got != tenantVLAN {
+		t.Errorf("active node's switch port on VLAN %d, want the tenant network's %d", got, tenantVLAN)
+	}
+	line := sn.WaitSerial(t, "GUEST-READY metal-1", 4*time.Minute)
+	if !strings.Contains(line, "addr="+bmIP+"/") {
+		t.Errorf("the deployed OS did not configure its IPAM address %s: %q (%q)", bmIP, line, sn.SerialLine("CONFIG-DRIVE"))
 	}
 	if !strings.Contains(sn.SerialLine("corral-deploy: written and read back"), "sha256") {
 		t.Error("the agent never reported writing and reading back the image")
+	}
+	if !strings.Contains(sn.SerialLine("corral-deploy: config drive"), "cidata") {
+		t.Error("the agent never reported writing the config drive")
+	}
+	// The VM and the node reach each other by their IPAM addresses.
+	if !eventually(90*time.Second, func() bool { return vm.ping(bmIP) }) {
+		t.Errorf("the VM (%s) cannot ping the node at %s", vm.ip, bmIP)
+	} else if !nodePing(t, sn, vmPort.FixedIPs[0].IPAddress) {
+		t.Errorf("the node cannot ping the VM at %s", vm.ip)
+	}
+	// Not on the provisioning network: its provisioning address is gone,
+	// and a probe on the provisioning VLAN with an address of the tenant
+	// subnet does not reach it.
+	if pingable(n.ProvisionIP) {
+		t.Errorf("active node answers ping at %s on the provisioning network", n.ProvisionIP)
+	}
+	probe := plug(t, r.prefix+"pr", r.net.Bridge, "02:00:00:7c:00:99", strings.TrimSuffix(tn.subnet, "0/24")+"250/24",
+		fmt.Sprintf("tag=%d", sim.ProvisioningVLAN))
+	if probe.ping(bmIP) {
+		t.Errorf("the node at %s answers on the provisioning VLAN", bmIP)
 	}
 
 	out = r.ctl("server", "delete", srv.ID, "--wait", "--wait-timeout", "5m")
@@ -323,15 +364,34 @@ func TestBaremetalEndToEnd(t *testing.T) {
 	if sn.SerialLine("erased /dev/vda end to end") == "" {
 		t.Error("cleaning never erased the disk")
 	}
-	var states []string
+	// Back on the provisioning network, off the tenant one; the implicit
+	// port went with the server.
+	if got := sn.PortVLAN(t); got != sim.ProvisioningVLAN {
+		t.Errorf("cleaned node's switch port on VLAN %d, want the provisioning VLAN %d", got, sim.ProvisioningVLAN)
+	}
+	if vm.ping(bmIP) {
+		t.Errorf("the VM still reaches %s after the delete", bmIP)
+	}
+	if l, err := client.ListAll[types.Port](ctx, r.admin, "/v1/ports", url.Values{"network": {tn.network.ID}}); err != nil || len(l) != 1 {
+		t.Errorf("ports on the tenant network after the delete: %+v, %v; want the VM's only", l, err)
+	}
+	var states, moves []string
 	for _, e := range r.events(n.Name) {
 		if !strings.Contains(e.To, " ") {
 			states = append(states, e.To)
+		} else if strings.Contains(e.To, "network") {
+			moves = append(moves, e.To)
 		}
 	}
 	want := "enroll verifying manageable inspecting available deploying active deleting cleaning available"
 	if got := strings.Join(states, " "); got != want {
 		t.Errorf("history %s, want %s", got, want)
+	}
+	wantMoves := []string{"on the provisioning network", // inspection
+		"on the provisioning network", "on network " + tn.network.ID, // deploy
+		"off the tenant networks", "on the provisioning network"} // delete, clean
+	if strings.Join(moves, "|") != strings.Join(wantMoves, "|") {
+		t.Errorf("switch moves %q, want %q", moves, wantMoves)
 	}
 }
 
@@ -376,7 +436,7 @@ func TestBaremetalRestartMidDeploy(t *testing.T) {
 		if n.State != types.NodeActive {
 			t.Errorf("server active, node %s", n.State)
 		}
-		sn.WaitSerial(t, "GUEST-READY bm-image", 3*time.Minute)
+		sn.WaitSerial(t, "GUEST-READY metal-1", 3*time.Minute)
 	case types.ServerError:
 		if n.State != types.NodeError || n.LastError == "" || srv.Fault == "" {
 			t.Errorf("error without a reason: node %s %q, server %q", n.State, n.LastError, srv.Fault)
@@ -541,7 +601,7 @@ func TestBaremetalDeployCredentials(t *testing.T) {
 		t.Errorf("active node's switch port on VLAN %d, want the parking VLAN %d", got, sim.ParkingVLAN)
 	}
 	acks := r.dhcpAcks(mac)
-	line := sn.WaitSerial(t, "GUEST-READY bm-image", 4*time.Minute)
+	line := sn.WaitSerial(t, "GUEST-READY metal-1", 4*time.Minute)
 	if strings.Contains(line, n.ProvisionIP) {
 		t.Errorf("the deployed OS got the provisioning address: %q", line)
 	}

@@ -109,6 +109,8 @@ type Provisioner struct {
 	Images    []string
 	// Fail makes every call fail with it.
 	Fail error
+	// Unsupported is a segment type SetTenant refuses.
+	Unsupported string
 }
 
 var _ baremetal.Provisioner = (*Provisioner)(nil)
@@ -144,6 +146,8 @@ type Switch struct {
 	Calls []string
 	// Fail makes every call fail with it.
 	Fail error
+	// Unsupported is a segment type SetTenant refuses.
+	Unsupported string
 }
 
 var _ baremetal.SwitchPort = (*Switch)(nil)
@@ -164,6 +168,25 @@ func (s *Switch) SetProvisioning(ctx context.Context, nic baremetal.NodeNIC, on 
 		state = "on"
 	}
 	s.Calls = append(s.Calls, nic.MAC+" "+state)
+	return nil
+}
+
+// SetTenant records the port's tenant segment; it refuses the segment
+// type Unsupported with baremetal.ErrSegmentUnsupported.
+func (s *Switch) SetTenant(ctx context.Context, nic baremetal.NodeNIC, seg baremetal.Segment) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Fail != nil {
+		return s.Fail
+	}
+	if seg.Type == s.Unsupported {
+		return fmt.Errorf("fake switch: %s: %w", seg.Type, baremetal.ErrSegmentUnsupported)
+	}
+	if s.off == nil {
+		s.off = map[string]bool{}
+	}
+	s.off[nic.MAC] = true
+	s.Calls = append(s.Calls, fmt.Sprintf("%s %s %d", nic.MAC, seg.Type, seg.ID))
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corral-cloud/corral/api/types"
 	"github.com/corral-cloud/corral/baremetal"
 )
 
@@ -110,6 +111,35 @@ func (s *Switch) SetProvisioning(ctx context.Context, nic baremetal.NodeNIC, on 
 		tag = s.cfg.ProvisioningVLAN
 	}
 	if _, err := s.vsctl(ctx, "set", "port", name, fmt.Sprintf("tag=%d", tag), "trunks=[]", "vlan_mode=access"); err != nil {
+		return fmt.Errorf("node %s: %w", nic.Name, err)
+	}
+	return nil
+}
+
+// SetTenant implements baremetal.SwitchPort: the port of the NIC becomes
+// an access port of the network's VLAN, the VLAN the hosts' integration
+// bridges give the network (the bridge trunks it to them). A VXLAN
+// network would need the switch to be a VTEP mapping the VNI to the
+// port; an OVS bridge standing in for a top-of-rack switch is not, so it
+// returns ErrSegmentUnsupported, as it does for a VLAN network whose ID
+// is the provisioning or the parking VLAN (the node would land on that
+// network instead). Idempotent.
+func (s *Switch) SetTenant(ctx context.Context, nic baremetal.NodeNIC, seg baremetal.Segment) error {
+	switch {
+	case seg.Type != types.SegmentVLAN:
+		return fmt.Errorf("node %s: network %s is a %s network; bare-metal nodes join VLAN networks only "+
+			"(a VXLAN network needs a VTEP-capable top-of-rack switch): %w", nic.Name, seg.NetworkID, seg.Type, baremetal.ErrSegmentUnsupported)
+	case seg.ID < 1 || seg.ID > 4094:
+		return fmt.Errorf("node %s: network %s has VLAN %d, not from 1 to 4094: %w", nic.Name, seg.NetworkID, seg.ID, baremetal.ErrSegmentUnsupported)
+	case int(seg.ID) == s.cfg.ProvisioningVLAN || int(seg.ID) == s.cfg.ParkingVLAN:
+		return fmt.Errorf("node %s: network %s has VLAN %d, which this switch uses for provisioning or parking: %w",
+			nic.Name, seg.NetworkID, seg.ID, baremetal.ErrSegmentUnsupported)
+	}
+	name, err := s.port(ctx, nic.MAC)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", nic.Name, err)
+	}
+	if _, err := s.vsctl(ctx, "set", "port", name, fmt.Sprintf("tag=%d", seg.ID), "trunks=[]", "vlan_mode=access"); err != nil {
 		return fmt.Errorf("node %s: %w", nic.Name, err)
 	}
 	return nil

@@ -97,3 +97,39 @@ func TestSetProvisioning(t *testing.T) {
 		}
 	}
 }
+
+// TestSetTenant: a VLAN network's port is an access port of its VLAN;
+// VXLAN networks and VLANs the switch keeps for itself are refused with
+// ErrSegmentUnsupported, leaving the port where it was.
+func TestSetTenant(t *testing.T) {
+	f := &fakeOVS{ports: map[string][2]string{"bm1-tap": {"52:54:00:00:00:01", "br-prov"}}, tags: map[string]string{}}
+	sw, err := ovs.New(ovs.Config{Bridge: "br-prov", ProvisioningVLAN: 100, ParkingVLAN: 4094, Exec: f.exec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	nic := baremetal.NodeNIC{NodeID: "node-1", Name: "bm1", MAC: "52:54:00:00:00:01"}
+	for range 2 { // idempotent
+		if err := sw.SetTenant(ctx, nic, baremetal.Segment{NetworkID: "net-a", Type: "vlan", ID: 210}); err != nil {
+			t.Fatal(err)
+		}
+		if tag, _ := sw.Tag(ctx, nic.MAC); tag != 210 {
+			t.Errorf("on the tenant network: tag %d, want 210", tag)
+		}
+	}
+	for _, seg := range []baremetal.Segment{{Type: "vxlan", ID: 5000}, {Type: "vlan", ID: 100}, {Type: "vlan", ID: 4094}, {Type: "vlan", ID: 5000}} {
+		err := sw.SetTenant(ctx, nic, seg)
+		if !errors.Is(err, baremetal.ErrSegmentUnsupported) {
+			t.Errorf("%+v: %v, want ErrSegmentUnsupported", seg, err)
+		}
+		if tag, _ := sw.Tag(ctx, nic.MAC); tag != 210 {
+			t.Errorf("%+v moved the port to %d", seg, tag)
+		}
+	}
+	if err := sw.SetTenant(ctx, baremetal.NodeNIC{Name: "x", MAC: "52:54:00:00:00:99"}, baremetal.Segment{Type: "vlan", ID: 210}); !errors.Is(err, baremetal.ErrNoPort) {
+		t.Errorf("unknown MAC: %v, want ErrNoPort", err)
+	}
+	if want := "ovs-vsctl --timeout=10 set port bm1-tap tag=210 trunks=[] vlan_mode=access"; !strings.Contains(strings.Join(f.cmds, "\n"), want) {
+		t.Errorf("commands %q lack %q", f.cmds, want)
+	}
+}

@@ -60,7 +60,11 @@ type Config struct {
 	// OnReport is called after an agent's report was recorded (to wake the
 	// conductor).
 	OnReport func()
-	Logger   *slog.Logger
+	// Bootstrap renders a deployed node's first-boot configuration,
+	// which the deploy agent writes as a config drive (default
+	// baremetal.NoCloud).
+	Bootstrap baremetal.Bootstrapper
+	Logger    *slog.Logger
 }
 
 // Store is what the service needs of the store.
@@ -110,6 +114,9 @@ func New(cfg Config, st Store, keys *baremetal.Keyring) (*Service, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Bootstrap == nil {
+		cfg.Bootstrap = baremetal.NoCloud{}
 	}
 	if cfg.LeaseFile == "" {
 		cfg.LeaseFile = filepath.Join(cfg.StateDir, "leases")
@@ -525,6 +532,22 @@ func (s *Service) agentClaim(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown node or token not current", http.StatusForbidden)
 		return
 	}
+	var drive *types.ConfigDrive
+	if row.State == types.NodeDeploying && row.ServerID != "" && token != "" {
+		// The bootstrap is read at the start of the deploy, before the
+		// token is spent (an error here leaves the agent to retry): the
+		// server's ports change only while it is building
+		// (docs/baremetal.md). It is sent only if the claim succeeds.
+		b, err := baremetal.NodeBootstrap(r.Context(), s.store, row)
+		if err == nil {
+			drive, err = s.cfg.Bootstrap.ConfigDrive(r.Context(), b)
+		}
+		if err != nil {
+			s.log.Error("render the config drive", "node", row.ID, "error", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+	}
 	work, err := baremetal.ClaimWork(r.Context(), s.store, s.keys, row.ID, token, src, s.Lease)
 	if err != nil {
 		var se *store.NodeStateError
@@ -538,6 +561,7 @@ func (s *Service) agentClaim(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "deploy token refused: "+refusal(err), credentialStatus(err))
 		return
 	}
+	work.ConfigDrive = drive
 	s.log.Info("deploy agent claimed its work", "node", row.ID, "mode", work.Mode, "source", src)
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(work)

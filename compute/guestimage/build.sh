@@ -4,7 +4,7 @@
 # configures the NIC, starts small servers and prints a readiness marker on
 # the serial console.
 #
-#   build.sh OUT_DIR [--extra SRC:DEST]... [--hook FILE]
+#   build.sh OUT_DIR [--extra SRC:DEST]... [--hook FILE] [--early-hook FILE] [--modules "M..."]
 #
 # Writes OUT_DIR/vmlinuz, OUT_DIR/initrd.gz and OUT_DIR/boot.qcow2 (a 32 MiB
 # FAT disk that SYSLINUX boots from under SeaBIOS, holding the two). Takes
@@ -13,7 +13,10 @@
 #
 # --extra copies a file into the initramfs (e.g. a static deploy agent);
 # --hook adds a shell fragment that /init sources after networking is up
-# and before it prints the marker.
+# and before it prints the marker; --early-hook one that it sources before
+# networking, after the command line and SMBIOS are read (it may change
+# NAME, IP, MASK, GW and DHCP); --modules adds kernel modules (insmod'ed
+# after the virtio ones, e.g. "isofs").
 #
 # The guest learns its name and address, in this order of precedence, from
 #   * SMBIOS OEM strings (type 11) "corral.hostname=NAME", "corral.ip=CIDR",
@@ -33,13 +36,15 @@ KVER=6.1.0-56-cloud-amd64
 CMDLINE="console=ttyS0 quiet no_timer_check"
 MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk"
 
-out=${1:?usage: build.sh OUT_DIR [--extra SRC:DEST]... [--hook FILE]}
+out=${1:?usage: build.sh OUT_DIR [--extra SRC:DEST]... [--hook FILE] [--early-hook FILE] [--modules "M..."]}
 shift
-extras=() hook=
+extras=() hook= early=
 while [ $# -gt 0 ]; do
   case $1 in
     --extra) extras+=("$2"); shift 2 ;;
     --hook) hook=$2; shift 2 ;;
+    --early-hook) early=$2; shift 2 ;;
+    --modules) MODULES="$MODULES $2"; shift 2 ;;
     *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -86,6 +91,7 @@ for e in "${extras[@]}"; do
   mkdir -p "$R$(dirname "${e#*:}")"; cp -L "${e%%:*}" "$R${e#*:}"; chmod +x "$R${e#*:}"
 done
 [ -z "$hook" ] || cp "$hook" "$R/etc/corral/hook.sh"
+[ -z "$early" ] || cp "$early" "$R/etc/corral/early.sh"
 
 cat > "$R/bin/udhcpc.script" <<'SCRIPT'
 #!/bin/sh
@@ -133,6 +139,7 @@ if [ -r $OEM ]; then
     esac
   done
 fi
+[ ! -r /etc/corral/early.sh ] || . /etc/corral/early.sh
 hostname "$NAME"
 
 i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
