@@ -245,6 +245,13 @@ func resolveID[T any](ctx context.Context, a *app, k *kind[T], arg string) (stri
 	if k.lookup == byAPI {
 		return arg, nil
 	}
+	if !strings.HasPrefix(arg, k.idPrefix) {
+		// A name: its ID comes with the list, no second request.
+		id, err := findByName(ctx, a, k, arg)
+		if err != nil || id != "" {
+			return id, err
+		}
+	}
 	raw, err := fetch(ctx, a, k, arg)
 	if err != nil {
 		return "", err

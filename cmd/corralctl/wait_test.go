@@ -66,7 +66,7 @@ func TestServerWait(t *testing.T) {
 		{
 			name: "stop waits until stopped",
 			routes: map[string]route{
-				"GET /v1/servers/web-1":          reply(200, srvJSON("active", "active", "")),
+				"GET /v1/servers":                reply(200, `{"items":[`+srvJSON("active", "active", "")+`]}`),
 				"POST /v1/servers/srv-1/actions": reply(202, srvJSON("active", "stopped", "")),
 				"GET /v1/servers/srv-1":          sequence(reply(200, srvJSON("active", "stopped", "")), reply(200, srvJSON("stopped", "stopped", ""))),
 			},
@@ -77,7 +77,7 @@ func TestServerWait(t *testing.T) {
 		{
 			name: "delete waits until gone",
 			routes: map[string]route{
-				"GET /v1/servers/web-1":    reply(200, srvJSON("active", "active", "")),
+				"GET /v1/servers":          reply(200, `{"items":[`+srvJSON("active", "active", "")+`]}`),
 				"DELETE /v1/servers/srv-1": reply(202, srvJSON("deleting", "active", "")),
 				"GET /v1/servers/srv-1":    sequence(reply(200, srvJSON("deleting", "active", "")), replyError(404, "not_found", `server "srv-1": not found`, nil)),
 			},
@@ -88,7 +88,7 @@ func TestServerWait(t *testing.T) {
 		{
 			name: "delete answered 204 is done at once",
 			routes: map[string]route{
-				"GET /v1/servers/web-1":    reply(200, srvJSON("error", "active", "")),
+				"GET /v1/servers":          reply(200, `{"items":[`+srvJSON("error", "active", "")+`]}`),
 				"DELETE /v1/servers/srv-1": reply(204, ""),
 			},
 			args:   []string{"server", "delete", "web-1", "--wait", "--wait-interval", "10ms"},
