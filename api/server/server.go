@@ -166,6 +166,7 @@ func (s *Server) routes() {
 	s.guestRoutes(v1)
 	s.unknownGuestRoutes(v1)
 	s.networkRoutes(v1)
+	s.keypairRoutes(v1)
 	s.nodeRoutes(v1)
 	v1.GET("/audit", s.listAudit)
 }
