@@ -102,6 +102,8 @@ type Reconciler struct {
 	Logger *slog.Logger
 	// OnReconcile, when set, is called after every reconcile.
 	OnReconcile func(Result)
+	// DHCP, when set, serves DHCP to the guest ports (dhcp.go).
+	DHCP *DHCP
 
 	mu sync.Mutex
 	// used is the signature of the interfaces the last reconcile saw.
@@ -367,6 +369,9 @@ func (r *Reconciler) reconcile(st types.HostNetwork) (Result, error) {
 			}
 		}
 		in.Ports = append(in.Ports, fp)
+	}
+	if r.DHCP != nil {
+		in.DHCP = r.DHCP.Sync(st.Ports, vlanOf, ifaces)
 	}
 	for _, i := range ifaces {
 		if i.IsCorralTunnel() && i.OFPort > 0 {
