@@ -189,7 +189,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if o.compute.enabled && o.compute.network {
-		go runNetwork(ctx, log, o.endpoint, o.stateDir, o.compute.bridge, o.compute.tunnelIP)
+		go runNetwork(ctx, log, o.endpoint, o.stateDir, o.compute.bridge, o.compute.tunnelIP, o.compute.dhcpServer())
 	}
 	return a.Run(ctx)
 }

@@ -25,7 +25,7 @@ import (
 // vSwitch being unreachable is logged and retried, and installed flows
 // stay as they are meanwhile. bridge is the integration bridge the guests
 // plug into (--bridge), tunnelIP the host's VXLAN endpoint (--tunnel-ip).
-func runNetwork(ctx context.Context, log *slog.Logger, endpoint, stateDir, bridge, tunnelIP string) {
+func runNetwork(ctx context.Context, log *slog.Logger, endpoint, stateDir, bridge, tunnelIP string, dhcp *networkagent.DHCP) {
 	log = log.With("loop", "network", "bridge", bridge)
 	src := &stateSource{dir: stateDir, endpoint: endpoint}
 	var hostID string
@@ -40,7 +40,10 @@ func runNetwork(ctx context.Context, log *slog.Logger, endpoint, stateDir, bridg
 		case <-time.After(time.Second):
 		}
 	}
-	r := &networkagent.Reconciler{Source: src, Switch: ovs.New(bridge), HostID: hostID, TunnelIP: tunnelIP, Logger: log}
+	r := &networkagent.Reconciler{Source: src, Switch: ovs.New(bridge), HostID: hostID, TunnelIP: tunnelIP, Logger: log, DHCP: dhcp}
+	if dhcp != nil {
+		dhcp.Switch, dhcp.Bridge, dhcp.Logger = r.Switch.(*ovs.Driver), bridge, log
+	}
 	if err := r.Run(ctx); err != nil {
 		log.Error("network loop stopped", "error", err)
 	}
@@ -114,3 +117,11 @@ func (s *stateSource) SetTunnelEndpoint(ctx context.Context, hostID, ip string) 
 }
 
 var _ networkagent.Source = (*stateSource)(nil)
+
+// dhcpServer is the network loop's DHCP server, nil with --dhcp=false.
+func (c *computeOptions) dhcpServer() *networkagent.DHCP {
+	if !c.dhcp {
+		return nil
+	}
+	return &networkagent.DHCP{Dir: c.dhcpDir, UnderlayMTU: c.underlayMTU}
+}
