@@ -126,8 +126,12 @@ func (s *Store) hostNICs(ctx context.Context, hostID string) (map[string][]types
 				ones, _ := ipnet.Mask.Size()
 				nic.IPs = append(nic.IPs, fmt.Sprintf("%s/%d", r.IP.String, ones))
 				if len(nic.IPs) == 1 {
-					nic.DNSServers = fromJSON[[]string](r.DNS.String)
-					nic.HostRoutes = fromJSON[[]types.HostRoute](r.Routes.String)
+					if d := fromJSON[[]string](r.DNS.String); len(d) > 0 {
+						nic.DNSServers = d
+					}
+					if rt := fromJSON[[]types.HostRoute](r.Routes.String); len(rt) > 0 {
+						nic.HostRoutes = rt
+					}
 				}
 				if nic.Gateway == "" && r.Gateway.Valid {
 					nic.Gateway = r.Gateway.String

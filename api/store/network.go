@@ -1053,9 +1053,13 @@ func (s *Store) HostNetwork(ctx context.Context, hostID string) (types.HostNetwo
 			if bp.Gateway == "" {
 				bp.Gateway = sn.GatewayIP
 			}
-			if len(bp.IPs) == 1 {
-				bp.DNSServers = fromJSON[[]string](sn.DNSServers)
-				bp.HostRoutes = fromJSON[[]types.HostRoute](sn.HostRoutes)
+			if len(bp.IPs) == 1 { // nil when empty: the state's version hashes it
+				if d := fromJSON[[]string](sn.DNSServers); len(d) > 0 {
+					bp.DNSServers = d
+				}
+				if r := fromJSON[[]types.HostRoute](sn.HostRoutes); len(r) > 0 {
+					bp.HostRoutes = r
+				}
 			}
 		}
 		bp.Rules = resolveRules(groups[p.ID], rules, members)
