@@ -17,8 +17,8 @@ import (
 )
 
 // cloudBootWait bounds a Debian cloud image's boot under TCG on a loaded
-// two-core machine (about a minute when idle).
-const cloudBootWait = 15 * time.Minute
+// two-core machine: about a minute when idle, over ten minutes at load 20.
+const cloudBootWait = 30 * time.Minute
 
 // cleanupDHCP stops the DHCP servers a rig's agent started (they outlive
 // the agent on purpose) and removes their namespaces and veths, by the
