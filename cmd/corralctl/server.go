@@ -37,6 +37,7 @@ func (a *app) serverCommand() *cobra.Command {
 	k := serverKind
 	var in types.ServerCreate
 	var key string
+	var bootstrap func() error
 	create := &cobra.Command{
 		Use:   "create NAME --flavor FLAVOR --image IMAGE [--project PROJECT]",
 		Short: "Create a server (a VM or a bare-metal machine)",
@@ -53,10 +54,14 @@ server the first run created.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
 			in.Name = args[0]
+			if err := bootstrap(); err != nil {
+				return err
+			}
 			_, err := a.createObject(ctx, k.path, in, key)
 			return err
 		}),
 	}
+	bootstrap = addBootstrapFlags(create, &in)
 	fl := create.Flags()
 	fl.StringVar(&in.Kind, "kind", types.KindVM, "vm or baremetal")
 	fl.StringVar(&in.Flavor, "flavor", "", "flavor (ID or name)")
