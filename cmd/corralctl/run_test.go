@@ -275,8 +275,8 @@ func TestCommands(t *testing.T) {
 				Body: `{"name":"web-1","kind":"vm","flavor":"m1","image":"deb","keypairs":["ops","dev"],"user_data":"I2Nsb3VkLWNvbmZpZwo="}`}},
 		},
 		{
-			name: "keypair create reads the public key file",
-			args: []string{"keypair", "create", "ops", "--public-key-file", pubFile, "--project", "games", "--idempotency-key", "k2", "-o", "json"},
+			name:       "keypair create reads the public key file",
+			args:       []string{"keypair", "create", "ops", "--public-key-file", pubFile, "--project", "games", "--idempotency-key", "k2", "-o", "json"},
 			routes:     map[string]route{"POST /v1/keypairs": reply(201, `{"id":"kp-1"}`)},
 			wantStdout: "{\n  \"id\": \"kp-1\"\n}\n",
 			want: []request{{Method: "POST", Path: "/v1/keypairs", IdempotencyKey: "k2", ContentType: "application/json",
