@@ -60,8 +60,7 @@ type DHCP struct {
 	// Logger receives messages (default slog.Default()).
 	Logger *slog.Logger
 
-	mu    sync.Mutex
-	state map[string]string // network ID -> last configuration written
+	mu sync.Mutex // one Sync at a time
 }
 
 // DHCPSwitch is what DHCP needs of the bridge; *ovs.Driver is one.
@@ -233,9 +232,6 @@ func (d *DHCP) log() *slog.Logger {
 func (d *DHCP) Sync(ports []types.BoundPort, vlanOf map[string]int, ifaces []network.Interface) []flows.DHCPPort {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.state == nil {
-		d.state = map[string]string{}
-	}
 	want := DHCPNetworks(ports, vlanOf, d.UnderlayMTU)
 	byName := map[string]network.Interface{}
 	for _, i := range ifaces {
@@ -407,10 +403,6 @@ func (d *DHCP) remove(networkID string, nm dhcpNames) error {
 	run("ip", "link", "del", nm.outer)
 	run("ip", "netns", "del", nm.ns)
 	os.RemoveAll(dir)
-	delete(d.state, networkID)
 	d.log().Info("DHCP server removed: no port of its network is on this host", "network", networkID)
 	return nil
 }
-
-// Stop is not provided on purpose: servers keep answering while the agent
-// restarts, like the flows.
