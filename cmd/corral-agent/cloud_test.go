@@ -97,7 +97,13 @@ func (e sshEndpoint) ssh(key, ip, cmd string) (string, bool) {
 // network; a second VM created without the key refuses it.
 func TestCloudImageBootstrap(t *testing.T) {
 	imageDir := testenv.Require(t, "CORRAL_TEST_CLOUD_IMAGE", "the Debian cloud image (compute/guestimage/build-cloud.sh)")
-	r := newRigWith(t, true)
+	// CORRAL_TEST_CONFIG_DRIVE=configdrive runs the same test with an
+	// OpenStack config drive (label config-2) instead of a NoCloud seed.
+	seed := os.Getenv("CORRAL_TEST_CONFIG_DRIVE")
+	if seed == "" {
+		seed = "nocloud"
+	}
+	r := newRigWith(t, true, "--config-drive", seed)
 	t.Cleanup(r.cleanupDHCP)
 	ctx := t.Context()
 	must := func(_ any, err error) {
@@ -178,7 +184,7 @@ runcmd:
 	}
 	markerAt := time.Since(t0)
 	load, _ := os.ReadFile("/proc/loadavg")
-	t.Logf("cloud image, 2 vCPU, 512 MiB, TCG: create → SSH accepted %.1f s, → user data marker %.1f s; load %s",
+	t.Logf("cloud image, %s seed, 2 vCPU, 512 MiB, TCG: create → SSH accepted %.1f s, → user data marker %.1f s; load %s", seed,
 		sshAt.Seconds(), markerAt.Seconds(), strings.Join(strings.Fields(string(load))[:3], " "))
 
 	// The address came by DHCP: the host's server acknowledged exactly it.
