@@ -24,6 +24,7 @@ require (
 	libvirt.org/go/libvirtxml v1.10000.0
 	modernc.org/sqlite v1.61.1
 	sigs.k8s.io/yaml v1.6.0
+	golang.org/x/crypto v0.57.0
 )
 
 require (
@@ -77,7 +78,6 @@ require (
 	go.opentelemetry.io/otel/trace v1.29.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	go.yaml.in/yaml/v4 v4.0.0 // indirect
-	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/exp v0.0.0-20241108190413-2d47ceb2692f // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/text v0.42.0 // indirect

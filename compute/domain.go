@@ -94,7 +94,10 @@ type DomainConfig struct {
 	// OEMStrings go to SMBIOS type 11: how a guest learns its name and
 	// address ("corral.ip=10.0.0.5/24").
 	OEMStrings []string
-	Metadata   Metadata
+	// ConfigDrive, when set, is an ISO9660 image (a cloud-init NoCloud or
+	// ConfigDrive seed) attached as a read-only IDE CD-ROM.
+	ConfigDrive string
+	Metadata    Metadata
 }
 
 // BuildDomain returns the domain for cfg.
@@ -171,6 +174,15 @@ func BuildDomain(cfg DomainConfig) (*libvirtxml.Domain, error) {
 		disk.IOTune = &libvirtxml.DomainDiskIOTune{TotalIopsSec: uint64(cfg.DiskIOPS), TotalBytesSec: uint64(cfg.DiskBytesSec)}
 	}
 	d.Devices.Disks = []libvirtxml.DomainDisk{disk}
+	if cfg.ConfigDrive != "" {
+		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
+			Device:   "cdrom",
+			Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
+			Source:   &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: cfg.ConfigDrive}},
+			Target:   &libvirtxml.DomainDiskTarget{Dev: "hdc", Bus: "ide"},
+			ReadOnly: &libvirtxml.DomainDiskReadOnly{},
+		})
+	}
 
 	for _, n := range cfg.NICs {
 		iface := libvirtxml.DomainInterface{

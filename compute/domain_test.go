@@ -25,7 +25,10 @@ func TestBuildDomain(t *testing.T) {
 				`<virtualport type="openvswitch">`, `<tag id="100">`, `<host csum="off">`, `<driver name="qemu">`,
 				`<log file="/c.log" append="off">`, `<source bridge="br-int">`, `<server-id>srv-1</server-id>`,
 				`<uuid>` + DomainUUID("srv-1") + `</uuid>`, `<memballoon model="none">`},
-			absent: []string{"hugepages", "vhost", "iotune", "sysinfo"}},
+			absent: []string{"hugepages", "vhost", "iotune", "sysinfo", "cdrom"}},
+		{name: "config drive", change: func(c *DomainConfig) { c.ConfigDrive = "/var/lib/corral/disks/srv-1.cidata.iso" },
+			want: []string{`<disk type="file" device="cdrom">`, `<source file="/var/lib/corral/disks/srv-1.cidata.iso">`,
+				`<target dev="hdc" bus="ide">`, `<readonly></readonly>`, `<driver name="qemu" type="raw">`}},
 		{name: "kvm with host model, vhost, hugepages, pinning", change: func(c *DomainConfig) {
 			c.Type, c.Vhost, c.Hugepages, c.PinCPUs, c.ChecksumOffload = "kvm", true, true, []int{2, 3}, true
 		}, want: []string{`<domain type="kvm">`, `<cpu mode="host-model">`, `<driver name="vhost">`, `<hugepages></hugepages>`,

@@ -47,6 +47,17 @@ type Config struct {
 	// ChecksumOffload leaves checksum offload on for guest NICs; false
 	// sets <host csum='off'/>, which the OVS userspace datapath needs.
 	ChecksumOffload bool
+	// ConfigDrive is the seed every guest gets as a read-only CD-ROM:
+	// "nocloud" (default; label cidata), "configdrive" (OpenStack,
+	// label config-2) or "none".
+	ConfigDrive string
+	// GuestDHCP tells guests (in the seed's network configuration) to
+	// take their addresses by DHCP, which the host's network agent
+	// answers; false configures them statically.
+	GuestDHCP bool
+	// UnderlayMTU is the MTU of the host's physical network (default
+	// 1500); guests on VXLAN networks get 50 bytes less.
+	UnderlayMTU int
 	// DiskCache is the guests' disk cache mode (default "none").
 	DiskCache string
 	// DiskQoS enforces disk limits: "iotune" (libvirt, default; any cache
@@ -324,6 +335,9 @@ func (d *Driver) define(ctx context.Context, g types.GuestSpec, hash string, red
 		}
 	}
 	cfg := d.domainConfig(g, disk, hash)
+	if cfg.ConfigDrive, err = d.writeConfigDrive(ctx, g); err != nil {
+		return err
+	}
 	dom, err := BuildDomain(cfg)
 	if err != nil {
 		return err
@@ -464,7 +478,7 @@ func (d *Driver) remove(id string, generation int64) error {
 			return err
 		}
 	}
-	for _, p := range []string{disk + ".tmp", d.ConsoleLog(id), d.consoleSocket(id)} {
+	for _, p := range []string{disk + ".tmp", d.ConsoleLog(id), d.consoleSocket(id), d.configDrivePath(id)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}

@@ -182,6 +182,11 @@ func (c *Client) Tokens() Resource[types.Token, types.TokenCreate, struct{}] {
 	return resource[types.Token, types.TokenCreate, struct{}](c, "/v1/tokens")
 }
 
+// Keypairs are projects' SSH public keys, given to servers at create.
+func (c *Client) Keypairs() Resource[types.Keypair, types.KeypairCreate, struct{}] {
+	return resource[types.Keypair, types.KeypairCreate, struct{}](c, "/v1/keypairs")
+}
+
 // Audit is the audit log (list only).
 func (c *Client) Audit() Resource[types.AuditEntry, struct{}, struct{}] {
 	return resource[types.AuditEntry, struct{}, struct{}](c, "/v1/audit")

@@ -106,6 +106,9 @@ func (ee *edgeEnv) edgeFixture() map[string]string {
 	e.must(201, "POST", "/v1/security-groups", types.SecurityGroupCreate{Name: "web", Project: c.project.ID,
 		Rules: []types.SecurityGroupRuleCreate{{Direction: "ingress", Protocol: "tcp", PortRangeMin: 22, PortRangeMax: 22}}}, &sg)
 	ids["security_group"], ids["rule"] = sg.ID, sg.Rules[0].ID
+	var kp types.Keypair
+	e.must(201, "POST", "/v1/keypairs", types.KeypairCreate{Name: "ops", Project: c.project.ID, PublicKey: testPublicKey()}, &kp)
+	ids["keypair"] = kp.ID
 	var n types.Node
 	e.must(201, "POST", "/v1/nodes", types.NodeCreate{Name: "n01", Region: "dc1", Zone: "rack1",
 		BMC:  types.NodeBMCCreate{Address: "127.0.0.1", Port: 9623, Username: "admin", Password: "pw"},
@@ -199,6 +202,9 @@ func writeCases(id map[string]string) map[string]writeCase {
 		"POST /v1/security-groups/:id/rules": {"/v1/security-groups/" + id["security_group"] + "/rules",
 			map[string]any{"direction": "egress", "protocol": "udp", "remote_cidr": "0.0.0.0/0"}},
 		"DELETE /v1/security-groups/:id/rules/:rule": {"/v1/security-groups/" + id["security_group"] + "/rules/" + id["rule"], nil},
+		"POST /v1/keypairs": {"/v1/keypairs", map[string]any{"name": "ops2", "project": id["project"],
+			"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDMIaw9qcWoi7l9OXjlHJMYz0Xseav2GiXTxX3GpFcRm edge"}},
+		"DELETE /v1/keypairs/:id": {"/v1/keypairs/" + id["keypair"], nil},
 		"POST /v1/nodes": {"/v1/nodes", map[string]any{"name": "n02", "region": "dc1", "zone": "rack1",
 			"bmc":  map[string]any{"address": "127.0.0.1", "port": 9624, "username": "admin", "password": "pw"},
 			"macs": []any{"52:54:00:aa:00:02"}}},

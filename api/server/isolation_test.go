@@ -34,6 +34,7 @@ const (
 	kHost     = "host"
 	kNode     = "node"
 	kToken    = "token"
+	kKeypair  = "keypair"
 	missingID = "ffffff" // replaces the tail of beta's ID: same shape, no object
 	missingNm = "zz-missing"
 )
@@ -127,6 +128,17 @@ func newIsoWorld(t *testing.T, e *env) *isoWorld {
 	w.webA = sg("web", "alpha")
 	sg("web", "beta")
 
+	// Keypairs; "ops" exists in both projects.
+	kp := func(name, project string) types.Keypair {
+		var k types.Keypair
+		e.must(201, "POST", "/v1/keypairs", types.KeypairCreate{Name: name, Project: project, PublicKey: testPublicKey()}, &k)
+		return k
+	}
+	w.a[kKeypair] = kp("akey", "alpha").ID
+	w.b[kKeypair], w.bName[kKeypair] = kp("bkey", "beta").ID, "bkey"
+	kp("ops", "alpha")
+	kp("ops", "beta")
+
 	// Ports: alpha's unbound one, beta's bound to beta's server, both on
 	// the shared network.
 	var pa types.Port
@@ -209,6 +221,8 @@ func (w *isoWorld) isoRoutes() map[string]isoRoute {
 		return []isoRef{
 			body("networks", kNetwork, 400, path, func(r string) map[string]any { return serverBody(map[string]any{"networks": []string{r}}) }),
 			body("project", kProject, 403, path, func(r string) map[string]any { return serverBody(map[string]any{"project": r}) }),
+			body("key_name", kKeypair, 400, path, func(r string) map[string]any { return serverBody(map[string]any{"key_name": r}) }),
+			body("keypairs", kKeypair, 400, path, func(r string) map[string]any { return serverBody(map[string]any{"keypairs": []string{r}}) }),
 		}
 	}
 	rule := map[string]any{"direction": "ingress", "protocol": "tcp", "port_range_min": 80}
@@ -349,6 +363,14 @@ func (w *isoWorld) isoRoutes() map[string]isoRoute {
 		}},
 		"DELETE /v1/ports/:id": {params: id(kPort), want: 404},
 
+		"GET /v1/keypairs": {refs: []isoRef{list("/v1/keypairs", "project", kProject, 400),
+			{name: "name", kind: kKeypair, want: 200, req: func(r string) (string, any) { return "/v1/keypairs?name=" + r, nil }}}},
+		"POST /v1/keypairs": {refs: []isoRef{body("project", kProject, 403, "/v1/keypairs", func(r string) map[string]any {
+			return map[string]any{"name": "probe", "project": r, "public_key": testPublicKey()}
+		})}},
+		"GET /v1/keypairs/:id":    {params: id(kKeypair), want: 404},
+		"DELETE /v1/keypairs/:id": {params: id(kKeypair), want: 404},
+
 		"GET /v1/security-groups": {refs: []isoRef{list("/v1/security-groups", "project", kProject, 400),
 			{name: "name", kind: kSG, want: 200, req: func(r string) (string, any) { return "/v1/security-groups?name=" + r, nil }}}},
 		"POST /v1/security-groups": {refs: []isoRef{
@@ -435,7 +457,7 @@ func (w *isoWorld) fill(path string, params map[string]string, probed, ref strin
 // snapshot is every project-owned object as the admin sees it.
 func (w *isoWorld) snapshot() map[string]string {
 	out := map[string]string{}
-	for _, p := range []string{"servers", "groups", "ports", "security-groups", "networks", "subnets", "projects", "hosts", "nodes"} {
+	for _, p := range []string{"servers", "groups", "ports", "security-groups", "networks", "subnets", "projects", "hosts", "nodes", "keypairs"} {
 		out[p] = string(w.must(200, "GET", "/v1/"+p+"?limit=1000", nil, nil).body)
 	}
 	return out

@@ -61,7 +61,7 @@ func (s *Server) networkRoutes(g *echo.Group) {
 	// Subnets.
 	g.POST("/subnets", createHandler(s, adminOnly, s.prepareSubnet, func(ctx context.Context, in types.SubnetCreate) (types.Subnet, error) {
 		sn, err := st.CreateSubnet(ctx, types.Subnet{Name: in.Name, NetworkID: in.Network, CIDR: in.CIDR, GatewayIP: in.GatewayIP,
-			AllocationPools: in.AllocationPools, DNSServers: in.DNSServers, Description: in.Description})
+			AllocationPools: in.AllocationPools, DNSServers: in.DNSServers, HostRoutes: in.HostRoutes, Description: in.Description})
 		return sn, s.netChanged(ctx, netError(err))
 	}))
 	g.GET("/subnets", listHandler(catalogRead, func(c echo.Context) map[string]func(string) (string, error) {
@@ -282,6 +282,32 @@ func hostAddr(field string, a netip.Addr, p netip.Prefix) error {
 	return nil
 }
 
+// maxHostRoutes bounds a subnet's host routes (DHCP option 121 must fit
+// in a DHCP packet).
+const maxHostRoutes = 20
+
+// checkHostRoutes checks a subnet's static routes: IPv4 destinations in
+// canonical form, next hops inside the subnet.
+func checkHostRoutes(routes []types.HostRoute, subnet netip.Prefix) error {
+	if len(routes) > maxHostRoutes {
+		return types.FieldError("host_routes", "has %d routes, the limit is %d", len(routes), maxHostRoutes)
+	}
+	for i, r := range routes {
+		field := fmt.Sprintf("host_routes[%d]", i)
+		if _, err := parseCIDR(field+".destination", r.Destination); err != nil {
+			return err
+		}
+		hop, err := parseV4(field+".nexthop", r.NextHop)
+		if err != nil {
+			return err
+		}
+		if err := hostAddr(field+".nexthop", hop, subnet); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func checkDNS(servers []string) error {
 	if len(servers) > maxDNSServers {
 		return types.FieldError("dns_servers", "has %d servers, the limit is %d", len(servers), maxDNSServers)
@@ -372,6 +398,9 @@ func (s *Server) prepareSubnet(c echo.Context, in *types.SubnetCreate) error {
 	}
 	if in.DNSServers == nil {
 		in.DNSServers = []string{}
+	}
+	if err := checkHostRoutes(in.HostRoutes, p); err != nil {
+		return err
 	}
 	if in.Network == "" {
 		return types.FieldError("network", "is required")

@@ -175,6 +175,7 @@ func (s *Server) routes() {
 	s.consoleRoutes(v1)
 	s.reportRoutes(v1)
 	s.networkRoutes(v1)
+	s.keypairRoutes(v1)
 	s.nodeRoutes(v1)
 	v1.GET("/audit", s.listAudit)
 	v1.GET("/alerts", s.listAlerts)

@@ -30,11 +30,14 @@ func (s *Server) serverRoutes(g *echo.Group) {
 // its claim in one transaction: it answers 201 with the server scheduled on
 // a host, or 409 no_valid_host with the explanation, having claimed nothing.
 func (s *Server) createServer(c echo.Context) error {
-	out, req, networks, err := s.serverRequest(c)
+	out, req, networks, boot, err := s.serverRequest(c)
 	if err != nil {
 		return err
 	}
 	if out.Kind == types.KindBaremetal { // bare metal: a node, not a host (nodes.go)
+		if boot != nil {
+			return types.FieldError("key_name", "keypairs and user data are not yet supported for bare-metal servers")
+		}
 		return s.createBaremetalServer(c, out, networks)
 	}
 	ctx := c.Request().Context()
@@ -46,7 +49,7 @@ func (s *Server) createServer(c echo.Context) error {
 		srv := out
 		srv.HostID, srv.RegionID, srv.ZoneID = cl.HostID, cl.Region, cl.Zone
 		var err error
-		made, err = s.store.ClaimAndCreate(ctx, s.placer.hostClaims(d), []store.PlacedServer{{Server: srv, Claim: allocation(cl.Resources)}}, nil)
+		made, err = s.store.ClaimAndCreate(ctx, s.placer.hostClaims(d), []store.PlacedServer{{Server: srv, Claim: allocation(cl.Resources), Bootstrap: boot}}, nil)
 		return err
 	})
 	if err != nil {
@@ -113,7 +116,7 @@ func (s *Server) plugNetworks(c echo.Context, srv types.Server, networks []strin
 
 // dryRun answers where a server would land, and why, without claiming.
 func (s *Server) dryRun(c echo.Context) error {
-	_, req, _, err := s.serverRequest(c)
+	_, req, _, _, err := s.serverRequest(c)
 	if err != nil {
 		return err
 	}
@@ -136,34 +139,38 @@ func (s *Server) dryRun(c echo.Context) error {
 // decodes and resolves a ServerCreate, and builds the engine's request.
 // serverRequest decodes and resolves a server create; networks are the IDs
 // of the networks asked for, checked to be usable by the server's project.
-func (s *Server) serverRequest(c echo.Context) (types.Server, placement.Request, []string, error) {
+func (s *Server) serverRequest(c echo.Context) (types.Server, placement.Request, []string, *store.ServerBootstrap, error) {
 	if err := allow(c, serverWrite...); err != nil {
-		return types.Server{}, placement.Request{}, nil, err
+		return types.Server{}, placement.Request{}, nil, nil, err
 	}
 	var in types.ServerCreate
 	if err := s.decode(c, &in); err != nil {
-		return types.Server{}, placement.Request{}, nil, err
+		return types.Server{}, placement.Request{}, nil, nil, err
 	}
 	out, flavor, err := s.resolveServer(c, in)
 	if err != nil {
-		return types.Server{}, placement.Request{}, nil, err
+		return types.Server{}, placement.Request{}, nil, nil, err
+	}
+	boot, err := s.serverBootstrap(c, out, in)
+	if err != nil {
+		return types.Server{}, placement.Request{}, nil, nil, err
 	}
 	var networks []string
 	for i, ref := range in.Networks {
 		field := fmt.Sprintf("networks[%d]", i)
 		n, err := s.store.GetNetwork(c.Request().Context(), ref)
 		if err != nil {
-			return types.Server{}, placement.Request{}, nil, refError(field, err)
+			return types.Server{}, placement.Request{}, nil, nil, refError(field, err)
 		}
 		if n.ProjectID != "" && n.ProjectID != out.ProjectID { // an admin's mistake: members see only shared networks and their own
-			return types.Server{}, placement.Request{}, nil, types.FieldError(field, "network %s belongs to another project", n.ID)
+			return types.Server{}, placement.Request{}, nil, nil, types.FieldError(field, "network %s belongs to another project", n.ID)
 		}
 		if slices.Contains(networks, n.ID) {
-			return types.Server{}, placement.Request{}, nil, types.FieldError(field, "network %s is listed twice", n.ID)
+			return types.Server{}, placement.Request{}, nil, nil, types.FieldError(field, "network %s is listed twice", n.ID)
 		}
 		networks = append(networks, n.ID)
 	}
-	return out, s.placementRequest(out, flavor, in.Traits, in.Weigher), networks, nil
+	return out, s.placementRequest(out, flavor, in.Traits, in.Weigher), networks, boot, nil
 }
 
 // placementRequest builds the engine's request for a resolved server.

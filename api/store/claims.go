@@ -39,6 +39,8 @@ func (e *StaleHostError) Is(target error) bool { return target == ErrStale }
 type PlacedServer struct {
 	Server types.Server // HostID, RegionID and ZoneID set by placement
 	Claim  Allocation
+	// Bootstrap is the guest's first-boot data, nil for none.
+	Bootstrap *ServerBootstrap
 }
 
 // ClaimAndCreate applies every host claim and records the servers in state
@@ -73,6 +75,9 @@ func (s *Store) ClaimAndCreate(ctx context.Context, claims []HostClaim, servers 
 			FlavorID: in.FlavorID, ImageID: in.ImageID, RegionID: in.RegionID, ZoneID: in.ZoneID, AggregateID: in.AggregateID,
 			DesiredState: in.DesiredState, State: types.ServerScheduled, HostID: in.HostID, NodeID: in.NodeID,
 			Addresses: "[]", Claim: toJSON(ps.Claim), GroupID: in.GroupID}
+		if ps.Bootstrap != nil {
+			row.Bootstrap = toJSON(ps.Bootstrap)
+		}
 		if group != nil {
 			row.GroupID = group.ID
 		}
@@ -233,7 +238,7 @@ func (s *Store) ReplaceServer(ctx context.Context, oldID string, claims []HostCl
 	row := ServerRow{rowMeta: newMeta(prefixServer), Name: in.Name, Kind: in.Kind, ProjectID: in.ProjectID,
 		FlavorID: in.FlavorID, ImageID: in.ImageID, RegionID: in.RegionID, ZoneID: in.ZoneID, AggregateID: in.AggregateID,
 		DesiredState: in.DesiredState, State: types.ServerScheduled, HostID: in.HostID, Addresses: "[]",
-		Claim: toJSON(repl.Claim), GroupID: old.GroupID}
+		Claim: toJSON(repl.Claim), GroupID: old.GroupID, Bootstrap: old.Bootstrap}
 	if err := insertRow(ctx, s, tx, serverTable, &row); err != nil {
 		return types.Server{}, err
 	}

@@ -51,6 +51,7 @@ type guestRow struct {
 	SizeBytes    int64         `db:"size_bytes"`
 	DiskFormat   string        `db:"disk_format"`
 	Claim        string        `db:"claim"`
+	Bootstrap    string        `db:"bootstrap"`
 }
 
 // HostGuests returns what the host's agent must run: every VM placed on
@@ -62,7 +63,7 @@ type guestRow struct {
 func (s *Store) HostGuests(ctx context.Context, hostID string) ([]types.GuestSpec, error) {
 	var rows []guestRow
 	err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(`SELECT s.id, s.name, s.project_id, s.desired_state, s.state, s.reboot_seq,
-		s.kind, s.flavor_id, s.claim, t.generation, f.vcpus, f.ram_mib, f.disk_gib, f.hugepages, f.net_in_kbps, f.net_out_kbps, f.disk_iops, f.disk_bytes_sec,
+		s.kind, s.flavor_id, s.claim, s.bootstrap, t.generation, f.vcpus, f.ram_mib, f.disk_gib, f.hugepages, f.net_in_kbps, f.net_out_kbps, f.disk_iops, f.disk_bytes_sec,
 		i.id AS image_id, i.sha256, i.size_bytes, i.disk_format
 		FROM servers s JOIN flavors f ON f.id = s.flavor_id JOIN images i ON i.id = s.image_id
 		LEFT JOIN guest_tombstones t ON t.host_id = s.host_id AND t.server_id = s.id AND s.state = 'deleting'
@@ -86,7 +87,7 @@ func (s *Store) HostGuests(ctx context.Context, hostID string) ([]types.GuestSpe
 			Image:     types.GuestImage{ID: r.ImageID, SHA256: r.SHA256, SizeBytes: r.SizeBytes, Format: r.DiskFormat},
 			NICs:      append([]types.GuestNIC{}, nics[r.ID]...),
 			RebootSeq: r.RebootSeq, Revision: rev, FlavorID: r.FlavorID, Kind: r.Kind,
-			ClaimRAMMiB: fromJSON[Allocation](r.Claim).RAMMiB})
+			ClaimRAMMiB: fromJSON[Allocation](r.Claim).RAMMiB, Bootstrap: guestBootstrap(r.Name, r.Bootstrap)})
 	}
 	return out, nil
 }
@@ -101,9 +102,13 @@ func (s *Store) hostNICs(ctx context.Context, hostID string) (map[string][]types
 		IP       sql.NullString `db:"ip_address"`
 		CIDR     sql.NullString `db:"cidr"`
 		Gateway  sql.NullString `db:"gateway_ip"`
+		DNS      sql.NullString `db:"dns_servers"`
+		Routes   sql.NullString `db:"host_routes"`
+		Segment  string         `db:"segment_type"`
 	}
-	err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(`SELECT p.id, p.device_id, p.mac_address, a.ip_address, sn.cidr, sn.gateway_ip
-		FROM ports p JOIN servers s ON s.id = p.device_id
+	err := s.rd(ctx).SelectContext(ctx, &rows, s.rb(`SELECT p.id, p.device_id, p.mac_address, a.ip_address, sn.cidr, sn.gateway_ip,
+		sn.dns_servers, sn.host_routes, n.segment_type
+		FROM ports p JOIN servers s ON s.id = p.device_id JOIN networks n ON n.id = p.network_id
 		LEFT JOIN ip_allocations a ON a.port_id = p.id LEFT JOIN subnets sn ON sn.id = a.subnet_id
 		WHERE s.host_id = ? ORDER BY p.created_at, p.id, sn.created_at, a.ip_address`), hostID)
 	if err != nil {
@@ -113,13 +118,21 @@ func (s *Store) hostNICs(ctx context.Context, hostID string) (map[string][]types
 	for _, r := range rows {
 		list := out[r.ServerID]
 		if n := len(list); n == 0 || list[n-1].PortID != r.PortID {
-			list = append(list, types.GuestNIC{PortID: r.PortID, MAC: r.MAC})
+			list = append(list, types.GuestNIC{PortID: r.PortID, MAC: r.MAC, SegmentType: r.Segment})
 		}
 		nic := &list[len(list)-1]
 		if r.IP.Valid && r.CIDR.Valid {
 			if _, ipnet, err := net.ParseCIDR(r.CIDR.String); err == nil {
 				ones, _ := ipnet.Mask.Size()
 				nic.IPs = append(nic.IPs, fmt.Sprintf("%s/%d", r.IP.String, ones))
+				if len(nic.IPs) == 1 {
+					if d := fromJSON[[]string](r.DNS.String); len(d) > 0 {
+						nic.DNSServers = d
+					}
+					if rt := fromJSON[[]types.HostRoute](r.Routes.String); len(rt) > 0 {
+						nic.HostRoutes = rt
+					}
+				}
 				if nic.Gateway == "" && r.Gateway.Valid {
 					nic.Gateway = r.Gateway.String
 				}
@@ -327,4 +340,24 @@ func (s *Store) unplugPorts(ctx context.Context, tx *Tx, serverID string) error 
 		return s.bumpGeneration(ctx, tx)
 	}
 	return nil
+}
+
+// ServerBootstrap is what a server keeps of its create request for its
+// guest's first boot: the keypairs named (their keys copied then, so that
+// a keypair deleted or replaced later does not change the guest) and the
+// user data.
+type ServerBootstrap struct {
+	KeyNames   []string `json:"key_names,omitempty"`
+	PublicKeys []string `json:"public_keys,omitempty"`
+	UserData   []byte   `json:"user_data,omitempty"`
+}
+
+// guestBootstrap is a guest's bootstrap from its server's stored one.
+func guestBootstrap(name, stored string) *types.GuestBootstrap {
+	b := types.GuestBootstrap{Hostname: name}
+	if stored != "" {
+		sb := fromJSON[ServerBootstrap](stored)
+		b.PublicKeys, b.UserData = sb.PublicKeys, sb.UserData
+	}
+	return &b
 }

@@ -71,7 +71,7 @@ var (
 	subnetTable = table{
 		name: "subnets", kind: "subnet", byName: true, owner: onVisibleNet,
 		cols: []string{"id", "revision", "created_at", "updated_at", "name", "network_id", "cidr", "gateway_ip",
-			"allocation_pools", "dns_servers", "description"},
+			"allocation_pools", "dns_servers", "host_routes", "description"},
 		filters: map[string]string{"network": "network_id = ?", "name": "name = ?"},
 		usedBy: []usage{{kind: "port", table: "ports",
 			where: "id IN (SELECT port_id FROM ip_allocations WHERE subnet_id = ?)"}},
@@ -234,6 +234,7 @@ type SubnetRow struct {
 	GatewayIP       string `db:"gateway_ip"`
 	AllocationPools string `db:"allocation_pools"`
 	DNSServers      string `db:"dns_servers"`
+	HostRoutes      string `db:"host_routes"`
 	Description     string `db:"description"`
 }
 
@@ -241,9 +242,12 @@ type SubnetRow struct {
 func (r SubnetRow) API() types.Subnet {
 	out := types.Subnet{Meta: r.toAPI(), Name: r.Name, NetworkID: r.NetworkID, CIDR: r.CIDR, GatewayIP: r.GatewayIP,
 		AllocationPools: fromJSON[[]types.IPRange](r.AllocationPools), DNSServers: fromJSON[[]string](r.DNSServers),
-		Description: r.Description}
+		HostRoutes: fromJSON[[]types.HostRoute](r.HostRoutes), Description: r.Description}
 	if out.DNSServers == nil {
 		out.DNSServers = []string{}
+	}
+	if out.HostRoutes == nil {
+		out.HostRoutes = []types.HostRoute{}
 	}
 	if out.AllocationPools == nil {
 		out.AllocationPools = []types.IPRange{}
@@ -258,9 +262,12 @@ func (r SubnetRow) API() types.Subnet {
 func (s *Store) CreateSubnet(ctx context.Context, in types.Subnet) (types.Subnet, error) {
 	row := SubnetRow{rowMeta: newMeta(prefixSubnet), Name: in.Name, NetworkID: in.NetworkID, CIDR: in.CIDR,
 		GatewayIP: in.GatewayIP, AllocationPools: toJSON(in.AllocationPools), DNSServers: toJSON(in.DNSServers),
-		Description: in.Description}
+		HostRoutes: toJSON(in.HostRoutes), Description: in.Description}
 	if in.DNSServers == nil {
 		row.DNSServers = "[]"
+	}
+	if in.HostRoutes == nil {
+		row.HostRoutes = "[]"
 	}
 	err := s.inTx(ctx, "create subnet", func(tx *Tx) error {
 		if _, err := lockRow[NetworkRow](ctx, s, tx, networkTable, in.NetworkID); err != nil {
@@ -1113,6 +1120,14 @@ func (s *Store) HostNetwork(ctx context.Context, hostID string) (types.HostNetwo
 			bp.IPs = append(bp.IPs, fmt.Sprintf("%s/%d", ip.IPAddress, bits))
 			if bp.Gateway == "" {
 				bp.Gateway = sn.GatewayIP
+			}
+			if len(bp.IPs) == 1 { // nil when empty: the state's version hashes it
+				if d := fromJSON[[]string](sn.DNSServers); len(d) > 0 {
+					bp.DNSServers = d
+				}
+				if r := fromJSON[[]types.HostRoute](sn.HostRoutes); len(r) > 0 {
+					bp.HostRoutes = r
+				}
 			}
 		}
 		bp.Rules = resolveRules(groups[p.ID], rules, members)

@@ -15,7 +15,7 @@ var serverTable = table{
 	name: "servers", kind: "server", byName: false, owner: ownedByProject,
 	cols: []string{"id", "revision", "created_at", "updated_at", "name", "kind", "project_id", "flavor_id", "image_id",
 		"region_id", "zone_id", "aggregate_id", "desired_state", "state", "host_id", "node_id", "addresses", "fault", "launched_at", "claim", "group_id",
-		"observed", "reboot_seq"},
+		"observed", "reboot_seq", "bootstrap"},
 	filters: map[string]string{
 		"region":    "region_id = ?",
 		"zone":      "zone_id = ?",
@@ -53,6 +53,8 @@ type ServerRow struct {
 	// Observed is the JSON GuestObserved the host's agent last reported.
 	Observed  string `db:"observed"`
 	RebootSeq int64  `db:"reboot_seq"`
+	// Bootstrap is the JSON ServerBootstrap, "" for none.
+	Bootstrap string `db:"bootstrap"`
 }
 
 // API converts the row to its wire form.
@@ -61,6 +63,10 @@ func (r ServerRow) API() types.Server {
 		ImageID: r.ImageID, RegionID: r.RegionID, ZoneID: r.ZoneID, AggregateID: r.AggregateID,
 		DesiredState: r.DesiredState, State: r.State, Fault: r.Fault, HostID: r.HostID, NodeID: r.NodeID,
 		Addresses: fromJSON[[]types.Address](r.Addresses), GroupID: r.GroupID, RebootSeq: r.RebootSeq}
+	if r.Bootstrap != "" {
+		b := fromJSON[ServerBootstrap](r.Bootstrap)
+		out.KeyNames, out.UserDataBytes = b.KeyNames, len(b.UserData)
+	}
 	if r.Observed != "" {
 		o := fromJSON[types.GuestObserved](r.Observed)
 		out.Observed = &o

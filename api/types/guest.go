@@ -36,6 +36,12 @@ type GuestNIC struct {
 	VLAN    int      `json:"vlan,omitempty"`
 	IPs     []string `json:"ips,omitempty"` // CIDR notation
 	Gateway string   `json:"gateway,omitempty"`
+	// DNSServers and HostRoutes are those of the first address's subnet.
+	DNSServers []string    `json:"dns_servers,omitempty"`
+	HostRoutes []HostRoute `json:"host_routes,omitempty"`
+	// SegmentType is the network's ("vlan" or "vxlan"), so the guest's
+	// MTU can account for the overlay.
+	SegmentType string `json:"segment_type,omitempty"`
 }
 
 // GuestSpec is what a host's agent must make true for one server.
@@ -67,6 +73,10 @@ type GuestSpec struct {
 	// an unknown guest can be adopted.
 	FlavorID string `json:"flavor_id,omitempty"`
 	Kind     string `json:"kind,omitempty"`
+	// Bootstrap is what the guest learns at first boot (config drive);
+	// nil for servers created without keys or user data, which still get
+	// their name and network.
+	Bootstrap *GuestBootstrap `json:"bootstrap,omitempty"`
 }
 
 // HostGuests is a host's whole desired set, the answer of its agent's watch

@@ -98,7 +98,10 @@ type Subnet struct {
 	// AllocationPools are the ranges ports get addresses from.
 	AllocationPools []IPRange `json:"allocation_pools"`
 	DNSServers      []string  `json:"dns_servers"`
-	Description     string    `json:"description,omitempty"`
+	// HostRoutes are static routes handed to guests by DHCP (option 121)
+	// and the config drive.
+	HostRoutes  []HostRoute `json:"host_routes"`
+	Description string      `json:"description,omitempty"`
 }
 
 // SubnetCreate creates a subnet. Network is a network's ID or name. Without
@@ -106,14 +109,15 @@ type Subnet struct {
 // and gateway addresses. Without a gateway the first host address is the
 // gateway, unless NoGateway is set.
 type SubnetCreate struct {
-	Name            string    `json:"name"`
-	Network         string    `json:"network"`
-	CIDR            string    `json:"cidr"`
-	GatewayIP       string    `json:"gateway_ip,omitempty"`
-	NoGateway       bool      `json:"no_gateway,omitempty"`
-	AllocationPools []IPRange `json:"allocation_pools,omitempty"`
-	DNSServers      []string  `json:"dns_servers,omitempty"`
-	Description     string    `json:"description,omitempty"`
+	Name            string      `json:"name"`
+	Network         string      `json:"network"`
+	CIDR            string      `json:"cidr"`
+	GatewayIP       string      `json:"gateway_ip,omitempty"`
+	NoGateway       bool        `json:"no_gateway,omitempty"`
+	AllocationPools []IPRange   `json:"allocation_pools,omitempty"`
+	DNSServers      []string    `json:"dns_servers,omitempty"`
+	HostRoutes      []HostRoute `json:"host_routes,omitempty"`
+	Description     string      `json:"description,omitempty"`
 }
 
 // SubnetUpdate changes the fields that are set.
@@ -290,6 +294,10 @@ type BoundPort struct {
 	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs,omitempty"`
 	// Gateway is the gateway of the first subnet, or empty.
 	Gateway string `json:"gateway,omitempty"`
+	// DNSServers and HostRoutes are the first subnet's, for the host's
+	// DHCP server.
+	DNSServers []string    `json:"dns_servers,omitempty"`
+	HostRoutes []HostRoute `json:"host_routes,omitempty"`
 	// Rules are the rules of all the port's groups, remote groups expanded
 	// to their ports' addresses.
 	Rules []ResolvedRule `json:"rules"`

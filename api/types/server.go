@@ -56,6 +56,11 @@ type Server struct {
 	RebootSeq int64 `json:"reboot_seq"`
 	// Observed is what the host's agent last reported of the guest.
 	Observed *GuestObserved `json:"observed,omitempty"`
+	// KeyNames are the keypairs the server was created with; their keys
+	// were copied into the server then.
+	KeyNames []string `json:"key_names,omitempty"`
+	// UserDataBytes is the size of the server's user data, 0 for none.
+	UserDataBytes int `json:"user_data_bytes,omitempty"`
 }
 
 // ServerCreate creates a server. Project, Flavor, Image, Region, Zone and
@@ -79,6 +84,13 @@ type ServerCreate struct {
 	// with an address from each of the network's subnets and the project's
 	// default security group. VMs only.
 	Networks []string `json:"networks,omitempty"`
+	// KeyName names a keypair of the server's project whose key the
+	// guest authorizes; Keypairs names several. VMs only.
+	KeyName  string   `json:"key_name,omitempty"`
+	Keypairs []string `json:"keypairs,omitempty"`
+	// UserData is handed to the guest as cloud-init user data, base64
+	// encoded (as Nova takes it); at most MaxUserDataBytes once decoded.
+	UserData string `json:"user_data,omitempty"`
 }
 
 // ServerUpdate changes the fields that are set.

@@ -42,6 +42,10 @@ type computeOptions struct {
 	network                  bool
 	tunnelIP                 string
 	physnets                 physnetFlag
+	dhcp                     bool
+	dhcpDir                  string
+	underlayMTU              int
+	configDrive              string
 }
 
 func (c *computeOptions) register(fs *flag.FlagSet) {
@@ -70,6 +74,11 @@ func (c *computeOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.tunnelIP, "tunnel-ip", "", "this host's VXLAN endpoint address, for overlay networks")
 	fs.Var(&c.physnets, "physnet", "NAME=BRIDGE, NAME=BRIDGE:INTERFACE or NAME=INTERFACE: the uplink of physical network NAME, "+
 		"for provider networks (repeatable)")
+	fs.BoolVar(&c.dhcp, "dhcp", true, "serve DHCP to guest ports (dnsmasq per network in a namespace); guests' seeds then say dhcp4")
+	fs.StringVar(&c.dhcpDir, "dhcp-dir", "", "the DHCP servers' configurations, leases and logs (default <data-dir>/dhcp)")
+	fs.IntVar(&c.underlayMTU, "underlay-mtu", 1500, "MTU of the physical network; guests on VXLAN networks get 50 bytes less")
+	fs.StringVar(&c.configDrive, "config-drive", compute.ConfigDriveNoCloud,
+		"the cloud-init seed every VM gets as a CD-ROM: nocloud (label cidata), configdrive (OpenStack, config-2) or none")
 }
 
 // setup connects to libvirt and the switch and returns the guest driver
@@ -84,6 +93,9 @@ func (c *computeOptions) setup(ctx context.Context, host, dataDir string, api fu
 	}
 	if c.imageDir == "" {
 		c.imageDir = filepath.Join(dataDir, "images")
+	}
+	if c.dhcpDir == "" {
+		c.dhcpDir = filepath.Join(dataDir, "dhcp")
 	}
 	var hv *compute.Libvirt
 	backoff := agent.DefaultBackoff()
@@ -136,7 +148,8 @@ func (c *computeOptions) setup(ctx context.Context, host, dataDir string, api fu
 		DomainType: domType, CPUModel: c.cpuModel, Vhost: vhost,
 		// The userspace datapath forwards partial checksums as they are.
 		ChecksumOffload: datapath != "netdev",
-		DiskCache:       c.diskCache, DiskQoS: c.diskQoS, StopTimeout: c.stopTimeout, DeletedDiskGrace: c.deletedDiskGrace, Logger: log,
+		ConfigDrive:     c.configDrive, GuestDHCP: c.network && c.dhcp, UnderlayMTU: c.underlayMTU,
+		DiskCache: c.diskCache, DiskQoS: c.diskQoS, StopTimeout: c.stopTimeout, DeletedDiskGrace: c.deletedDiskGrace, Logger: log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("compute: %w", err)

@@ -203,7 +203,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer stopMetrics()
 	if o.compute.enabled && o.compute.network {
-		go runNetwork(ctx, log, o.endpoint, o.stateDir, o.compute.bridge, o.compute.tunnelIP, o.compute.physnets)
+		go runNetwork(ctx, log, o.endpoint, o.stateDir, o.compute.bridge, o.compute.tunnelIP, o.compute.physnets, o.compute.dhcpServer())
 	}
 	return a.Run(ctx)
 }

@@ -28,8 +28,9 @@ import (
 // vSwitch being unreachable is logged and retried, and installed flows
 // stay as they are meanwhile. bridge is the integration bridge the guests
 // plug into (--bridge), tunnelIP the host's VXLAN endpoint (--tunnel-ip),
-// physnets the uplinks of provider networks (--physnet).
-func runNetwork(ctx context.Context, log *slog.Logger, endpoint, stateDir, bridge, tunnelIP string, physnets physnetFlag) {
+// physnets the uplinks of provider networks (--physnet), dhcp the guests'
+// DHCP servers (--dhcp; nil for none).
+func runNetwork(ctx context.Context, log *slog.Logger, endpoint, stateDir, bridge, tunnelIP string, physnets physnetFlag, dhcp *networkagent.DHCP) {
 	log = log.With("loop", "network", "bridge", bridge)
 	src := &stateSource{dir: stateDir, endpoint: endpoint}
 	var hostID string
@@ -45,7 +46,10 @@ func runNetwork(ctx context.Context, log *slog.Logger, endpoint, stateDir, bridg
 		}
 	}
 	r := &networkagent.Reconciler{Source: src, Switch: ovs.New(bridge), HostID: hostID, TunnelIP: tunnelIP, Logger: log,
-		Physnets: physnets}
+		Physnets: physnets, DHCP: dhcp}
+	if dhcp != nil {
+		dhcp.Switch, dhcp.Bridge, dhcp.Logger = r.Switch.(*ovs.Driver), bridge, log
+	}
 	if err := r.Run(ctx); err != nil {
 		log.Error("network loop stopped", "error", err)
 	}
@@ -150,3 +154,11 @@ func (s *stateSource) SetTunnelEndpoint(ctx context.Context, hostID, ip string) 
 }
 
 var _ networkagent.Source = (*stateSource)(nil)
+
+// dhcpServer is the network loop's DHCP server, nil with --dhcp=false.
+func (c *computeOptions) dhcpServer() *networkagent.DHCP {
+	if !c.dhcp {
+		return nil
+	}
+	return &networkagent.DHCP{Dir: c.dhcpDir, UnderlayMTU: c.underlayMTU}
+}

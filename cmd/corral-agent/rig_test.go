@@ -186,6 +186,7 @@ func (r *rig) cleanup() {
 		exec.Command("virsh", "-q", "undefine", name).Run()
 	}
 	exec.Command("ovs-vsctl", "--if-exists", "del-br", r.bridge).Run()
+	r.cleanupDHCP()
 	os.RemoveAll(r.dir)
 }
 

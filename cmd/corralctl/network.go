@@ -65,7 +65,7 @@ var securityGroupKind = &kind[types.SecurityGroup]{
 
 // networkCommands returns the networking command groups.
 func (a *app) networkCommands() []*cobra.Command {
-	return []*cobra.Command{a.networkCommand(), a.subnetCommand(), a.portCommand(), a.securityGroupCommand()}
+	return []*cobra.Command{a.networkCommand(), a.subnetCommand(), a.portCommand(), a.securityGroupCommand(), a.keypairCommand()}
 }
 
 func (a *app) networkCommand() *cobra.Command {

@@ -157,6 +157,13 @@ func TestCommands(t *testing.T) {
 	if err := os.WriteFile(imgFile, []byte("raw disk bytes"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	pubFile, userDataFile := filepath.Join(t.TempDir(), "id.pub"), filepath.Join(t.TempDir(), "user-data")
+	if err := os.WriteFile(pubFile, []byte("ssh-ed25519 AAAAC3Nza ops@laptop\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(userDataFile, []byte("#cloud-config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		args       []string
@@ -257,6 +264,23 @@ func TestCommands(t *testing.T) {
 			wantStdout: indent(t, serverJSON),
 			want: []request{{Method: "POST", Path: "/v1/servers", IdempotencyKey: "run-42", ContentType: "application/json",
 				Body: `{"name":"web-1","kind":"vm","project":"games","flavor":"m1","image":"deb","zone":"rack1","desired_state":"stopped"}`}},
+		},
+		{
+			name: "server create with keypairs and a user data file sends the data base64-encoded",
+			args: []string{"server", "create", "web-1", "--flavor", "m1", "--image", "deb", "--key-name", "ops,dev",
+				"--user-data-file", userDataFile, "--idempotency-key", "k1", "-o", "json"},
+			routes:     map[string]route{"POST /v1/servers": reply(201, serverJSON)},
+			wantStdout: indent(t, serverJSON),
+			want: []request{{Method: "POST", Path: "/v1/servers", IdempotencyKey: "k1", ContentType: "application/json",
+				Body: `{"name":"web-1","kind":"vm","flavor":"m1","image":"deb","keypairs":["ops","dev"],"user_data":"I2Nsb3VkLWNvbmZpZwo="}`}},
+		},
+		{
+			name:       "keypair create reads the public key file",
+			args:       []string{"keypair", "create", "ops", "--public-key-file", pubFile, "--project", "games", "--idempotency-key", "k2", "-o", "json"},
+			routes:     map[string]route{"POST /v1/keypairs": reply(201, `{"id":"kp-1"}`)},
+			wantStdout: "{\n  \"id\": \"kp-1\"\n}\n",
+			want: []request{{Method: "POST", Path: "/v1/keypairs", IdempotencyKey: "k2", ContentType: "application/json",
+				Body: `{"name":"ops","project":"games","public_key":"ssh-ed25519 AAAAC3Nza ops@laptop\n"}`}},
 		},
 		{
 			name: "aggregate create sends ratios only when given",
@@ -478,7 +502,7 @@ func TestUsageErrors(t *testing.T) {
 		wantStderr string
 	}{
 		{"no command", nil,
-			"corralctl: corralctl needs a command: aggregate, audit, completion, flavor, host, image, network, node, port, project, region, report, security-group, server, subnet, token, version, zone\nRun 'corralctl --help' for usage.\n"},
+			"corralctl: corralctl needs a command: aggregate, audit, completion, flavor, host, image, keypair, network, node, port, project, region, report, security-group, server, subnet, token, version, zone\nRun 'corralctl --help' for usage.\n"},
 		{"unknown command, with a suggestion", []string{"servr", "list"},
 			"corralctl: unknown command \"servr\" for \"corralctl\"; did you mean server?\nRun 'corralctl --help' for usage.\n"},
 		{"unknown subcommand", []string{"server", "frob"},

@@ -46,6 +46,7 @@ func (a *app) serverCommand() *cobra.Command {
 	var in types.ServerCreate
 	var key string
 	var createWait waitFlags
+	var bootstrap func() error
 	create := &cobra.Command{
 		Use:   "create NAME --flavor FLAVOR --image IMAGE [--project PROJECT]",
 		Short: "Create a server (a VM or a bare-metal machine)",
@@ -67,6 +68,9 @@ last error) if it ends in error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.action(func(ctx context.Context, _ *cobra.Command, args []string) error {
 			in.Name = args[0]
+			if err := bootstrap(); err != nil {
+				return err
+			}
 			until := client.UntilActive
 			if in.DesiredState == types.ServerStopped {
 				until = client.UntilStopped
@@ -79,6 +83,7 @@ last error) if it ends in error.`,
 			})
 		}),
 	}
+	bootstrap = addBootstrapFlags(create, &in)
 	fl := create.Flags()
 	fl.StringVar(&in.Kind, "kind", types.KindVM, "vm or baremetal")
 	fl.StringVar(&in.Flavor, "flavor", "", "flavor (ID or name)")

@@ -106,6 +106,8 @@ type Reconciler struct {
 	// (corral-agent --physnet); provider networks on other physical
 	// networks stay local to the host.
 	Physnets map[string]Uplink
+	// DHCP, when set, serves DHCP to the guest ports (dhcp.go).
+	DHCP *DHCP
 
 	mu sync.Mutex
 	// used is the signature of the interfaces the last reconcile saw.
@@ -415,6 +417,9 @@ func (r *Reconciler) reconcile(st types.HostNetwork) (Result, error) {
 			}
 		}
 		in.Ports = append(in.Ports, fp)
+	}
+	if r.DHCP != nil {
+		in.DHCP = r.DHCP.Sync(st.Ports, vlanOf, ifaces)
 	}
 	for _, i := range ifaces {
 		if i.IsCorralTunnel() && i.OFPort > 0 {

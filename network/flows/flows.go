@@ -125,6 +125,8 @@ type Tunnel struct {
 type Input struct {
 	Ports   []Port
 	Tunnels []Tunnel
+	// DHCP are the host's DHCP servers, one per local VLAN (dhcp.go).
+	DHCP []DHCPPort
 }
 
 // PortCookie returns the cookie bits (mark and port hash) shared by all
@@ -181,6 +183,7 @@ func Compute(in Input) []Flow {
 		b.base = PortCookie(p.ID)
 		portFlows(b, p)
 	}
+	dhcpFlows(b, in)
 	sort.SliceStable(b.out, func(i, j int) bool {
 		x, y := b.out[i], b.out[j]
 		if x.Table != y.Table {
