@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/corral-cloud/corral/agent"
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
+	"github.com/corral-cloud/corral/backoff"
 )
 
 // NodeStore is what the conductor needs of the store.
@@ -101,7 +101,7 @@ type ConductorConfig struct {
 	// SwitchBackoff spaces the tries of a switch move that failed
 	// (default 1 s doubling to 10 s, 20 % jitter); a move is tried four
 	// times before the node fails.
-	SwitchBackoff agent.Backoff
+	SwitchBackoff backoff.Backoff
 	// Logger receives the conductor's messages.
 	Logger *slog.Logger
 }
@@ -120,7 +120,7 @@ func (c *ConductorConfig) defaults() {
 	def(&c.CleanTimeout, 15*time.Minute)
 	def(&c.TokenTTL, 30*time.Minute)
 	def(&c.SwitchTimeout, 30*time.Second)
-	if c.SwitchBackoff == (agent.Backoff{}) {
+	if c.SwitchBackoff == (backoff.Backoff{}) {
 		c.SwitchBackoff = defaultSwitchBackoff()
 	}
 	if c.MaxAttempts == 0 {

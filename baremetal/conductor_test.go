@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-cloud/corral/agent"
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
+	"github.com/corral-cloud/corral/backoff"
 	"github.com/corral-cloud/corral/baremetal"
 	"github.com/corral-cloud/corral/baremetal/fake"
 	"github.com/google/go-cmp/cmp"
@@ -53,8 +53,8 @@ func newRig(t *testing.T, cfg baremetal.ConductorConfig) *rig {
 	if cfg.Switch == nil {
 		cfg.Switch = r.sw
 	}
-	if cfg.SwitchBackoff == (agent.Backoff{}) {
-		cfg.SwitchBackoff = agent.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}
+	if cfg.SwitchBackoff == (backoff.Backoff{}) {
+		cfg.SwitchBackoff = backoff.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}
 	}
 	r.c = baremetal.NewConductor(cfg, st, r.bmcs, r.prov, keys)
 	r.region = must(t, func() (types.Region, error) { return st.CreateRegion(ctx, types.RegionCreate{Name: "dc1"}) })

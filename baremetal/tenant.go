@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/corral-cloud/corral/agent"
 	"github.com/corral-cloud/corral/api/store"
 	"github.com/corral-cloud/corral/api/types"
+	"github.com/corral-cloud/corral/backoff"
 )
 
 // NICPort is a NIC of a node with the Corral port its server has on it,
@@ -73,7 +73,7 @@ func (c *Conductor) switchRetry(ctx context.Context, fn func(context.Context) er
 		}
 		wait := b.Next()
 		c.log.Warn("switch port move failed; retrying", "error", err, "retry_in", wait)
-		if serr := (agent.RealClock{}).Sleep(ctx, wait); serr != nil {
+		if serr := backoff.Sleep(ctx, wait); serr != nil {
 			return err
 		}
 	}
@@ -142,6 +142,6 @@ func (c *Conductor) leaveTenant(ctx context.Context, r store.NodeRow) error {
 
 // defaultSwitchBackoff is the waits between switch tries: 1 s doubling to
 // 10 s, minus up to 20 % jitter.
-func defaultSwitchBackoff() agent.Backoff {
-	return agent.Backoff{Initial: time.Second, Max: 10 * time.Second, Jitter: 0.2}
+func defaultSwitchBackoff() backoff.Backoff {
+	return backoff.Backoff{Initial: time.Second, Max: 10 * time.Second, Jitter: 0.2}
 }

@@ -1,4 +1,4 @@
-package agent
+package backoff
 
 import (
 	"math/rand/v2"
@@ -45,7 +45,7 @@ func TestBackoffGrowthAndCap(t *testing.T) {
 }
 
 func TestBackoffLongOutageStaysCapped(t *testing.T) {
-	b := DefaultBackoff()
+	b := Default()
 	for i := range 10000 { // days of 30 s retries: no overflow
 		if d := b.Next(); d <= 0 || d > 30*time.Second {
 			t.Fatalf("attempt %d: wait %v outside (0, 30s]", i, d)
@@ -54,7 +54,7 @@ func TestBackoffLongOutageStaysCapped(t *testing.T) {
 }
 
 func TestBackoffJitter(t *testing.T) {
-	b := DefaultBackoff()
+	b := Default()
 	b.Rand = rand.New(rand.NewPCG(1, 2))
 	ceilings := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30, 30, 30}
 	distinct := map[time.Duration]bool{}
