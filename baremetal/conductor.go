@@ -27,13 +27,13 @@ type NodeStore interface {
 	RecordNodePower(ctx context.Context, id, power, fault, reason, actor string) (store.NodeRow, error)
 	NodeEvent(ctx context.Context, nodeID, from, to, reason, actor string) error
 	GetImage(ctx context.Context, idOrName string) (types.Image, error)
-	// The ports of a node's server and their networks and subnets: the
-	// tenant networks its switch ports join, and its bootstrap network
-	// configuration.
+	// The ports of a node's server and their networks: the tenant
+	// networks its switch ports join.
 	ListPorts(ctx context.Context, opts store.ListOptions) (types.List[types.Port], error)
 	GetNetwork(ctx context.Context, idOrName string) (types.Network, error)
-	GetSubnet(ctx context.Context, idOrName string) (types.Subnet, error)
-	GetServer(ctx context.Context, id string) (types.Server, error)
+	// ServerGuest is the node's server as its OS sees it at first boot
+	// (the config drive), as a VM's guest does.
+	ServerGuest(ctx context.Context, id string) (types.GuestSpec, error)
 }
 
 var _ NodeStore = (*store.Store)(nil)

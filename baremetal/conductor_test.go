@@ -267,7 +267,7 @@ func (r *rig) claimed(name string, port int) (types.Node, types.Server, *fake.Ma
 	}
 	srv := must(r.t, func() (types.Server, error) {
 		return r.st.ClaimNodeAndCreateServer(ctx, n.ID, types.Server{Name: "web-" + name, Kind: types.KindBaremetal,
-			ProjectID: r.project.ID, FlavorID: r.flavor.ID, ImageID: r.image.ID, DesiredState: "active"}, "test")
+			ProjectID: r.project.ID, FlavorID: r.flavor.ID, ImageID: r.image.ID, DesiredState: "active"}, nil, "test")
 	})
 	return n, srv, m
 }

@@ -248,3 +248,24 @@ func mustJSON(v any) []byte {
 	}
 	return append(b, '\n')
 }
+
+// Layouts of a config drive, as corral-agent's --config-drive and bare
+// metal's baremetal.CloudInit name them.
+const (
+	LayoutNoCloud     = "nocloud"     // label cidata: meta-data, user-data, network-config
+	LayoutConfigDrive = "configdrive" // label config-2: openstack/latest/*
+)
+
+// RenderLayout renders an instance in a layout ("" is NoCloud) and returns
+// the label of the filesystem to write the files to, and the files.
+func RenderLayout(layout string, in Instance) (string, map[string][]byte, error) {
+	switch layout {
+	case "", LayoutNoCloud:
+		files, err := Render(in)
+		return LabelNoCloud, files, err
+	case LayoutConfigDrive:
+		files, err := RenderConfigDrive(in)
+		return LabelConfigDrive, files, err
+	}
+	return "", nil, fmt.Errorf("config drive layout %q: want %s or %s", layout, LayoutNoCloud, LayoutConfigDrive)
+}

@@ -14,48 +14,10 @@ import (
 
 // Config drive kinds (Config.ConfigDrive).
 const (
-	ConfigDriveNoCloud   = "nocloud"     // label cidata: meta-data, user-data, network-config
-	ConfigDriveOpenStack = "configdrive" // label config-2: openstack/latest/*
+	ConfigDriveNoCloud   = cloudinit.LayoutNoCloud     // label cidata: meta-data, user-data, network-config
+	ConfigDriveOpenStack = cloudinit.LayoutConfigDrive // label config-2: openstack/latest/*
 	ConfigDriveNone      = "none"
 )
-
-// VXLANOverhead is what VXLAN over IPv4 adds to a frame: the guest's MTU
-// on a VXLAN network is the underlay's less this.
-const VXLANOverhead = 50
-
-// GuestMTU is the MTU of a guest NIC on a network of segmentType over an
-// underlay of underlayMTU (default 1500).
-func GuestMTU(segmentType string, underlayMTU int) int {
-	if underlayMTU <= 0 {
-		underlayMTU = 1500
-	}
-	if segmentType == types.SegmentVXLAN {
-		return underlayMTU - VXLANOverhead
-	}
-	return underlayMTU
-}
-
-// Instance maps a guest spec to what cloud-init reads: its name, keys, user
-// data and NICs; with dhcp the NICs ask DHCP (which the host's DHCP server
-// answers with the same addresses), else they are configured statically.
-func Instance(g types.GuestSpec, dhcp bool, underlayMTU int) cloudinit.Instance {
-	in := cloudinit.Instance{ID: g.ServerID, Hostname: g.Name}
-	if b := g.Bootstrap; b != nil {
-		if b.Hostname != "" {
-			in.Hostname = b.Hostname
-		}
-		in.PublicKeys, in.UserData = b.PublicKeys, b.UserData
-	}
-	for _, n := range g.NICs {
-		nic := cloudinit.NIC{MAC: n.MAC, DHCP: dhcp && len(n.IPs) > 0, Addresses: n.IPs, Gateway: n.Gateway,
-			DNSServers: n.DNSServers, MTU: GuestMTU(n.SegmentType, underlayMTU)}
-		for _, r := range n.HostRoutes {
-			nic.Routes = append(nic.Routes, cloudinit.Route{To: r.Destination, Via: r.NextHop})
-		}
-		in.NICs = append(in.NICs, nic)
-	}
-	return in
-}
 
 // configDrivePath is where a guest's seed image lives, beside its disk.
 func (d *Driver) configDrivePath(id string) string {
@@ -69,24 +31,12 @@ func (d *Driver) writeConfigDrive(ctx context.Context, g types.GuestSpec) (strin
 	if kind == "" {
 		kind = ConfigDriveNoCloud
 	}
-	var files map[string][]byte
-	var label string
-	var err error
-	in := Instance(g, d.cfg.GuestDHCP, d.cfg.UnderlayMTU)
-	switch kind {
-	case ConfigDriveNone:
+	if kind == ConfigDriveNone {
 		return "", nil
-	case ConfigDriveNoCloud:
-		files, err = cloudinit.Render(in)
-		label = cloudinit.LabelNoCloud
-	case ConfigDriveOpenStack:
-		files, err = cloudinit.RenderConfigDrive(in)
-		label = cloudinit.LabelConfigDrive
-	default:
-		return "", fmt.Errorf("config drive %q: want nocloud, configdrive or none", kind)
 	}
+	label, files, err := cloudinit.RenderLayout(kind, cloudinit.Guest(g, d.cfg.GuestDHCP, d.cfg.UnderlayMTU))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("config drive of %s: %w", g.ServerID, err)
 	}
 	out := d.configDrivePath(g.ServerID)
 	if err := WriteISO(ctx, label, files, out); err != nil {

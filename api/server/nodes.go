@@ -381,8 +381,10 @@ func (s *Server) powerNode(c echo.Context) error {
 // the node is claimed with a compare-and-swap on its state in the
 // transaction that records the server, so two creates never get the same
 // node (the loser moves on to the next candidate). The conductor then
-// deploys it: 201 with the server "building".
-func (s *Server) createBaremetalServer(c echo.Context, out types.Server, networks []string) error {
+// deploys it: 201 with the server "building". Its keypairs' keys and user
+// data (boot, nil for none) are kept with it as a VM's are: the deploy
+// agent writes them to the node's config drive.
+func (s *Server) createBaremetalServer(c echo.Context, out types.Server, networks []string, boot *store.ServerBootstrap) error {
 	ctx := c.Request().Context()
 	flavor, err := s.store.GetFlavor(ctx, out.FlavorID)
 	if err != nil {
@@ -405,7 +407,7 @@ func (s *Server) createBaremetalServer(c echo.Context, out types.Server, network
 			if srv.AggregateID == "" {
 				srv.AggregateID = n.AggregateID
 			}
-			made, err := s.store.ClaimNodeAndCreateServer(ctx, n.ID, srv, actor(c))
+			made, err := s.store.ClaimNodeAndCreateServer(ctx, n.ID, srv, boot, actor(c))
 			if errors.Is(err, store.ErrNodeState) {
 				continue // another create took this node first
 			}

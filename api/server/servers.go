@@ -35,10 +35,7 @@ func (s *Server) createServer(c echo.Context) error {
 		return err
 	}
 	if out.Kind == types.KindBaremetal { // bare metal: a node, not a host (nodes.go)
-		if boot != nil {
-			return types.FieldError("key_name", "keypairs and user data are not yet supported for bare-metal servers")
-		}
-		return s.createBaremetalServer(c, out, networks)
+		return s.createBaremetalServer(c, out, networks, boot)
 	}
 	ctx := c.Request().Context()
 	var made []types.Server

@@ -95,6 +95,32 @@ func (s *Store) HostGuests(ctx context.Context, hostID string) ([]types.GuestSpe
 // hostNICs returns the ports plugged into the servers on a host, by
 // server, oldest port first.
 func (s *Store) hostNICs(ctx context.Context, hostID string) (map[string][]types.GuestNIC, error) {
+	return s.guestNICs(ctx, "s.host_id = ?", hostID)
+}
+
+// ServerGuest returns what a server's guest learns at first boot, as a
+// host's agent gets it in the server's GuestSpec: ServerID, Name,
+// ProjectID, NICs (its ports, oldest first, with their addresses, the
+// subnets' gateway, DNS servers and host routes, and the networks'
+// segment types) and Bootstrap. The other fields are zero. Bare metal's
+// config drive is rendered from it (baremetal.NodeBootstrap).
+func (s *Store) ServerGuest(ctx context.Context, id string) (types.GuestSpec, error) {
+	r, err := getRow[ServerRow](ctx, s, s.rd(ctx), serverTable, id)
+	if err != nil {
+		return types.GuestSpec{}, err
+	}
+	nics, err := s.guestNICs(ctx, "s.id = ?", id)
+	if err != nil {
+		return types.GuestSpec{}, err
+	}
+	return types.GuestSpec{ServerID: r.ID, Name: r.Name, ProjectID: r.ProjectID,
+		NICs: append([]types.GuestNIC{}, nics[r.ID]...), Bootstrap: guestBootstrap(r.Name, r.Bootstrap)}, nil
+}
+
+// guestNICs returns the ports plugged into the servers matching where (a
+// condition on servers s with one argument), by server, oldest port
+// first.
+func (s *Store) guestNICs(ctx context.Context, where string, arg string) (map[string][]types.GuestNIC, error) {
 	var rows []struct {
 		PortID   string         `db:"id"`
 		ServerID string         `db:"device_id"`
@@ -110,9 +136,9 @@ func (s *Store) hostNICs(ctx context.Context, hostID string) (map[string][]types
 		sn.dns_servers, sn.host_routes, n.segment_type
 		FROM ports p JOIN servers s ON s.id = p.device_id JOIN networks n ON n.id = p.network_id
 		LEFT JOIN ip_allocations a ON a.port_id = p.id LEFT JOIN subnets sn ON sn.id = a.subnet_id
-		WHERE s.host_id = ? ORDER BY p.created_at, p.id, sn.created_at, a.ip_address`), hostID)
+		WHERE `+where+` ORDER BY p.created_at, p.id, sn.created_at, a.ip_address`), arg)
 	if err != nil {
-		return nil, fmt.Errorf("list ports of host %s: %w", hostID, err)
+		return nil, fmt.Errorf("list ports (%s %s): %w", where, arg, err)
 	}
 	out := map[string][]types.GuestNIC{}
 	for _, r := range rows {

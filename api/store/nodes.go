@@ -532,7 +532,7 @@ func (s *Store) SetNodeProvisionIP(ctx context.Context, id, ip string) error {
 // still available with no server (a compare-and-swap on its state; else
 // ErrNodeState and nothing is written), and the server is inserted in
 // state building with its node. Two creates never get the same node.
-func (s *Store) ClaimNodeAndCreateServer(ctx context.Context, nodeID string, in types.Server, actor string) (types.Server, error) {
+func (s *Store) ClaimNodeAndCreateServer(ctx context.Context, nodeID string, in types.Server, boot *ServerBootstrap, actor string) (types.Server, error) {
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return types.Server{}, fmt.Errorf("claim node: %w", err)
@@ -541,6 +541,9 @@ func (s *Store) ClaimNodeAndCreateServer(ctx context.Context, nodeID string, in 
 	srv := ServerRow{rowMeta: newMeta(prefixServer), Name: in.Name, Kind: in.Kind, ProjectID: in.ProjectID,
 		FlavorID: in.FlavorID, ImageID: in.ImageID, RegionID: in.RegionID, ZoneID: in.ZoneID, AggregateID: in.AggregateID,
 		DesiredState: in.DesiredState, State: types.ServerBuilding, NodeID: nodeID, Addresses: "[]", Claim: "{}"}
+	if boot != nil {
+		srv.Bootstrap = toJSON(boot)
+	}
 	_, err = s.changeNodeTx(ctx, tx, nodeID, 0, actor, func(_ *Tx, r *NodeRow) (string, error) {
 		if err := RequireState(r, types.NodeAvailable); err != nil {
 			return "", err

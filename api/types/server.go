@@ -82,10 +82,12 @@ type ServerCreate struct {
 	Weigher string `json:"weigher,omitempty"`
 	// Networks (IDs or names) get one port each, plugged into the server,
 	// with an address from each of the network's subnets and the project's
-	// default security group. VMs only.
+	// default security group; a bare-metal server's ports are on its
+	// node's NICs (docs/baremetal.md).
 	Networks []string `json:"networks,omitempty"`
 	// KeyName names a keypair of the server's project whose key the
-	// guest authorizes; Keypairs names several. VMs only.
+	// guest authorizes; Keypairs names several. VMs and bare metal alike
+	// (a node's deploy agent writes them to its config drive).
 	KeyName  string   `json:"key_name,omitempty"`
 	Keypairs []string `json:"keypairs,omitempty"`
 	// UserData is handed to the guest as cloud-init user data, base64

@@ -5,6 +5,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +27,7 @@ import (
 	"github.com/corral-cloud/corral/baremetal"
 	"github.com/corral-cloud/corral/baremetal/sim"
 	"github.com/jmoiron/sqlx"
+	"golang.org/x/crypto/ssh"
 	_ "modernc.org/sqlite" // reads corrald's database
 )
 
@@ -276,8 +279,8 @@ func TestBaremetalPowerAndBMC(t *testing.T) {
 // the VLAN tenant network it shares with a VM (a namespace plugged as a
 // VM's port on a host's bridge, wired by the real network agent, the
 // host's uplink trunking the VLAN to the simulated top-of-rack switch).
-// The deployed OS takes its hostname and IPAM address from the config
-// drive; the node and the VM ping each other by their IPAM addresses; the
+// The deployed OS takes its hostname, IPAM address, the keypair's key
+// and the user data from the config drive; the node and the VM ping each other by their IPAM addresses; the
 // node is not reachable from the provisioning network. Deleting the
 // server cleans the node back to available, on the provisioning network
 // and off the tenant network.
@@ -293,9 +296,23 @@ func TestBaremetalEndToEnd(t *testing.T) {
 	}
 	// corralctl --wait returns once the node is deployed (issue 15), with
 	// the node's provision states as progress on stderr.
+	// With a keypair and user data, as a VM is created (issue 11).
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshKey, _ := ssh.NewPublicKey(pub)
+	comment := r.prefix + "@e2e"
+	r.ctl("keypair", "create", "ops", "--project", "p", "--public-key",
+		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshKey)))+" "+comment)
+	userData := []byte("#!/bin/sh\necho BM-USERDATA\n")
+	udFile := filepath.Join(t.TempDir(), "user-data")
+	if err := os.WriteFile(udFile, userData, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	out := r.ctl("server", "create", "metal-1", "--kind", "baremetal", "--flavor", "metal", "--image", "bm-image", "--project", "p",
-		"--network", "tenant", "--wait", "--wait-timeout", "8m")
+		"--network", "tenant", "--key-name", "ops", "--user-data-file", udFile, "--wait", "--wait-timeout", "8m")
 	if !strings.Contains(out, n.ID) {
 		t.Fatalf("server not placed on the node: %s", out)
 	}
@@ -328,6 +345,10 @@ func TestBaremetalEndToEnd(t *testing.T) {
 	line := sn.WaitSerial(t, "GUEST-READY metal-1", 4*time.Minute)
 	if !strings.Contains(line, "addr="+bmIP+"/") {
 		t.Errorf("the deployed OS did not configure its IPAM address %s: %q (%q)", bmIP, line, sn.SerialLine("CONFIG-DRIVE"))
+	}
+	// The config drive carries the keypair's key and the user data.
+	if cd, want := sn.SerialLine("CONFIG-DRIVE"), fmt.Sprintf("keys=1 key1=%s user-data=%d", comment, len(userData)); !strings.Contains(cd, want) {
+		t.Errorf("the deployed OS's config drive: %q, want %q", cd, want)
 	}
 	if !strings.Contains(sn.SerialLine("corral-deploy: written and read back"), "sha256") {
 		t.Error("the agent never reported writing and reading back the image")

@@ -62,7 +62,7 @@ type Config struct {
 	OnReport func()
 	// Bootstrap renders a deployed node's first-boot configuration,
 	// which the deploy agent writes as a config drive (default
-	// baremetal.NoCloud).
+	// baremetal.CloudInit, NoCloud layout).
 	Bootstrap baremetal.Bootstrapper
 	Logger    *slog.Logger
 }
@@ -116,7 +116,7 @@ func New(cfg Config, st Store, keys *baremetal.Keyring) (*Service, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Bootstrap == nil {
-		cfg.Bootstrap = baremetal.NoCloud{}
+		cfg.Bootstrap = baremetal.CloudInit{}
 	}
 	if cfg.LeaseFile == "" {
 		cfg.LeaseFile = filepath.Join(cfg.StateDir, "leases")

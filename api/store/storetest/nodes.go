@@ -161,7 +161,7 @@ func testNodeClaimRace(t *testing.T, s *store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = s.ClaimNodeAndCreateServer(ctx, n.ID, srv, "test")
+			_, errs[i] = s.ClaimNodeAndCreateServer(ctx, n.ID, srv, nil, "test")
 		}()
 	}
 	wg.Wait()
@@ -193,7 +193,7 @@ func testNodeDeleteCycle(t *testing.T, s *store.Store) {
 	moveTo(t, s, n.ID, types.NodeAvailable)
 	srv := f.server("metal")
 	srv.Kind = types.KindBaremetal
-	made := must[types.Server](t)(s.ClaimNodeAndCreateServer(ctx, n.ID, srv, "test"))
+	made := must[types.Server](t)(s.ClaimNodeAndCreateServer(ctx, n.ID, srv, nil, "test"))
 	if _, err := s.DeleteNode(ctx, n.ID, 0); err == nil {
 		t.Fatal("deleted a node with a server")
 	}
