@@ -70,8 +70,8 @@ func Start(t testing.TB, logPath, bin string, args ...string) *Process {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.Exited:
-		case <-time.After(5 * time.Second):
-			t.Errorf("%s did not stop within 5 s of SIGTERM", filepath.Base(bin))
+		case <-time.After(stopGrace):
+			t.Errorf("%s did not stop within %s of SIGTERM", filepath.Base(bin), stopGrace)
 			cmd.Process.Kill()
 			<-p.Exited
 		}
@@ -82,6 +82,12 @@ func Start(t testing.TB, logPath, bin string, args ...string) *Process {
 	})
 	return p
 }
+
+// stopGrace is how long a process has to exit after SIGTERM before the
+// test fails it: longer than corrald's own drain (15 s for requests in
+// flight, then the store's close), so that a loaded machine's slow
+// shutdown is not taken for a hang.
+const stopGrace = 30 * time.Second
 
 // Corrald is a running corrald.
 type Corrald struct {
